@@ -1,0 +1,143 @@
+"""Sampler settings, their validation, and the per-epoch schedules derived from them.
+
+Field names match the command-line options of the fairseq plug-in (``proposal_top_p`` is
+``--proposal-top-p``), so an error message names the option a user has to fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+__all__ = [
+    "SAMPLERS",
+    "SamplerConfig",
+    "ConfigError",
+    "target_temperature",
+    "block_size",
+    "forced_acceptance",
+]
+
+SAMPLERS = ("mask-predict", "gibbs", "block-gibbs", "mh", "block-mh")
+POSITION_ORDERS = ("left-to-right", "random")
+SELECTIONS = ("best", "last")
+WARM_STARTS = ("greedy", "mask-predict", "given")
+
+
+class ConfigError(ValueError):
+    """An invalid sampler setting; the message names the option and the allowed values."""
+
+
+@dataclass
+class SamplerConfig:
+    """Everything that defines a sampling run (see README, 'Sampler options')."""
+
+    sampler: str = "mh"
+    energy: str = "raw"
+    mh_epochs: int = 10
+    burn_in: int = 0
+    num_chains: int = 1
+    proposal_temperature: float = 1.0
+    proposal_top_p: float = 1.0
+    target_temperature: float = 1.0
+    anneal_rate: float = 0.0
+    min_target_temperature: float = 0.05
+    block_size: int = 1
+    block_anneal: bool = True
+    position_order: str = "random"
+    force_accept_epochs: int = 0
+    mh_select: str = "best"
+    warm_start: str = "greedy"
+    decoding_iterations: int = 10
+    keep_samples: bool = False
+    seed: int = 1
+
+    @property
+    def is_block(self) -> bool:
+        return self.sampler in ("block-mh", "block-gibbs")
+
+    @property
+    def is_mh(self) -> bool:
+        return self.sampler in ("mh", "block-mh")
+
+    @property
+    def is_chain(self) -> bool:
+        return self.sampler != "mask-predict"
+
+    def validate(self) -> "SamplerConfig":
+        """Refuse bad settings before any work is done; returns self."""
+
+        def opt(name):
+            return "--" + name.replace("_", "-")
+
+        def choice(name, allowed):
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ConfigError(f"{opt(name)} must be one of {', '.join(allowed)} (got {v!r})")
+
+        def positive_float(name):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"{opt(name)} must be a finite number > 0 (got {v!r})")
+
+        def at_least(name, lo):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ConfigError(f"{opt(name)} must be an integer >= {lo} (got {v!r})")
+
+        choice("sampler", SAMPLERS)
+        choice("energy", ("raw", "local"))
+        choice("position_order", POSITION_ORDERS)
+        choice("mh_select", SELECTIONS)
+        choice("warm_start", WARM_STARTS)
+        positive_float("proposal_temperature")
+        positive_float("target_temperature")
+        positive_float("min_target_temperature")
+        p = self.proposal_top_p
+        if not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
+            raise ConfigError(f"--proposal-top-p must be in (0, 1] (got {p!r})")
+        a = self.anneal_rate
+        if not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
+            raise ConfigError(f"--anneal-rate must be a finite number >= 0 (got {a!r})")
+        at_least("mh_epochs", 1)
+        at_least("burn_in", 0)
+        if self.burn_in >= self.mh_epochs:
+            raise ConfigError(
+                f"--burn-in must be smaller than --mh-epochs (got burn-in {self.burn_in}, "
+                f"epochs {self.mh_epochs}): no sample would be kept"
+            )
+        at_least("num_chains", 1)
+        at_least("block_size", 1)
+        at_least("force_accept_epochs", 0)
+        at_least("decoding_iterations", 1)
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"--seed must be an integer (got {self.seed!r})")
+        return self
+
+    @classmethod
+    def from_namespace(cls, ns) -> "SamplerConfig":
+        """Builds a config from any object with matching attributes (argparse, omegaconf)."""
+        kw = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+        return cls(**kw)
+
+
+def target_temperature(cfg: SamplerConfig, epoch: int) -> float:
+    """Linear annealing per epoch: max(floor, start - rate * epoch) (paper, section 8)."""
+    return max(cfg.min_target_temperature, cfg.target_temperature - cfg.anneal_rate * epoch)
+
+
+def block_size(cfg: SamplerConfig, epoch: int) -> int:
+    """Block size of an epoch: the initial size, annealed linearly to 1 at the last epoch
+    (paper, appendix D) unless ``block_anneal`` is off; 1 for single-site samplers."""
+    if not cfg.is_block:
+        return 1
+    k0 = cfg.block_size
+    if not cfg.block_anneal or cfg.mh_epochs == 1:
+        return k0
+    frac = epoch / (cfg.mh_epochs - 1)
+    return max(1, int(round(k0 - (k0 - 1) * frac)))
+
+
+def forced_acceptance(cfg: SamplerConfig, epoch: int) -> bool:
+    """Whether every proposal of this epoch is accepted (paper, appendix F)."""
+    return epoch < cfg.force_accept_epochs

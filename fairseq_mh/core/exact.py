@@ -1,0 +1,143 @@
+"""Exact computations on sequence spaces small enough to enumerate.
+
+These build the target distribution and the transition matrices of the implemented kernels
+from the engine's own pieces (shaped proposals, energy terms, the MH acceptance), so that
+tests can check detailed balance and stationarity to machine precision and compare sampled
+chains with the exact law of the chain after a given number of epochs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import List, Sequence
+
+import torch
+
+from .conditional import MaskedConditional
+from .energy import energy_terms
+from .kernels import acceptance_probability, log_acceptance
+from .proposals import ProposalShape, shaped_log_probs
+
+__all__ = [
+    "SmallSpace",
+    "target_distribution",
+    "total_variation",
+    "closed_class",
+]
+
+
+def target_distribution(energy: torch.Tensor, tau: float) -> torch.Tensor:
+    """p(X) proportional to exp(-E(X) / tau) over the enumerated states."""
+    return torch.softmax(-energy.to(torch.float64) / tau, dim=0)
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    return 0.5 * float((p.to(torch.float64) - q.to(torch.float64)).abs().sum())
+
+
+def closed_class(kernel: torch.Tensor, start: int) -> torch.Tensor:
+    """Boolean mask of the states reachable from ``start`` under ``kernel`` ([N, N])."""
+    reach = torch.zeros(kernel.size(0), dtype=torch.bool)
+    reach[start] = True
+    adj = kernel > 0
+    while True:
+        nxt = reach | adj[reach].any(0)
+        if torch.equal(nxt, reach):
+            return reach
+        reach = nxt
+
+
+class SmallSpace:
+    """All sequences with the given fixed symbols and ordinary tokens at the free positions.
+
+    ``template`` [L]: fixed symbols in place (free positions' values are ignored); ``free``
+    [L] bool; ``alphabet``: the ordinary token ids a free position can hold.
+    """
+
+    def __init__(self, conditional: MaskedConditional, template, free, alphabet: Sequence[int], mask: int, context: int = 0):
+        self.fn = conditional
+        self.template = torch.as_tensor(template, dtype=torch.long)
+        self.free = torch.as_tensor(free, dtype=torch.bool)
+        self.alphabet = torch.as_tensor(list(alphabet), dtype=torch.long)
+        self.mask = mask
+        self.context = context
+        self.free_pos = self.free.nonzero().squeeze(1).tolist()
+        A, T = len(self.alphabet), len(self.free_pos)
+        combos = torch.tensor(list(itertools.product(range(A), repeat=T)), dtype=torch.long).reshape(-1, T)
+        self.codes = combos  # [N, T] alphabet indices, in lexicographic order
+        self.states = self.template.repeat(len(combos), 1)
+        self.states[:, self.free_pos] = self.alphabet[combos]
+        self.energy = self._energies()  # [N, 2]
+
+    @property
+    def size(self) -> int:
+        return self.states.size(0)
+
+    def index_of(self, tokens: torch.Tensor) -> torch.Tensor:
+        """State indices of rows of ``tokens`` ([..., L])."""
+        lookup = torch.full((int(self.alphabet.max()) + 1,), -1, dtype=torch.long)
+        lookup[self.alphabet] = torch.arange(len(self.alphabet))
+        codes = lookup[tokens[..., self.free_pos]]
+        A = len(self.alphabet)
+        weights = A ** torch.arange(len(self.free_pos) - 1, -1, -1)
+        return (codes * weights).sum(-1)
+
+    def _conditionals(self, states: torch.Tensor, positions: List[int]) -> torch.Tensor:
+        """Logits [N, len(positions), V] at ``positions`` given each state with them masked."""
+        rows = states.clone()
+        rows[:, positions] = self.mask
+        sel = torch.zeros_like(rows, dtype=torch.bool)
+        sel[:, positions] = True
+        ctx = torch.full((rows.size(0),), self.context, dtype=torch.long)
+        return self.fn(rows, ctx, sel).reshape(rows.size(0), len(positions), -1)
+
+    def _energies(self) -> torch.Tensor:
+        terms = torch.zeros(self.size, 2, dtype=torch.float64)
+        for t in self.free_pos:
+            lg = self._conditionals(self.states, [t])[:, 0]
+            terms += energy_terms(lg, self.states[:, t])
+        return terms
+
+    def block_kernel(self, block: Sequence[int], shape: ProposalShape, energy: int, tau: float, gibbs: bool = False) -> torch.Tensor:
+        """Transition matrix of one block move (MH, or degenerate Gibbs when ``gibbs``)."""
+        block = sorted(block)
+        N = self.size
+        lq = shaped_log_probs(self._conditionals(self.states, block), shape).to(torch.float64)  # [N, k, V]
+        k = len(block)
+        slots = [self.free_pos.index(b) for b in block]
+        A = len(self.alphabet)
+        weights = A ** torch.arange(len(self.free_pos) - 1, -1, -1)
+        K = torch.zeros(N, N, dtype=torch.float64)
+        for combo in itertools.product(range(A), repeat=k):
+            combo_t = torch.tensor(combo, dtype=torch.long)
+            new_codes = self.codes.clone()
+            new_codes[:, slots] = combo_t
+            dest = (new_codes * weights).sum(-1)
+            fwd = lq[:, torch.arange(k), self.alphabet[combo_t]].sum(-1)
+            cur = self.states[:, block]
+            rev = lq.gather(-1, cur.unsqueeze(-1)).squeeze(-1).sum(-1)
+            if gibbs:
+                prob = fwd.exp()
+            else:
+                la = log_acceptance(self.energy[:, energy], self.energy[dest, energy], tau, fwd, rev)
+                prob = fwd.exp() * acceptance_probability(la)
+            moving = dest != torch.arange(N)
+            K[torch.arange(N)[moving], dest[moving]] += prob[moving]
+        K[torch.arange(N), torch.arange(N)] = 1.0 - K.sum(1)
+        return K
+
+    def epoch_kernel(self, block_size: int, order: str, shape: ProposalShape, energy: int, tau: float, gibbs: bool = False) -> torch.Tensor:
+        """Transition matrix of one epoch: the free positions in left-to-right order or in a
+        uniformly random order, cut into consecutive blocks of ``block_size``."""
+        perms = [tuple(self.free_pos)] if order == "left-to-right" else list(itertools.permutations(self.free_pos))
+        cache = {}
+        M = torch.zeros(self.size, self.size, dtype=torch.float64)
+        for perm in perms:
+            P = torch.eye(self.size, dtype=torch.float64)
+            for i in range(0, len(perm), block_size):
+                blk = tuple(sorted(perm[i : i + block_size]))
+                if blk not in cache:
+                    cache[blk] = self.block_kernel(blk, shape, energy, tau, gibbs)
+                P = P @ cache[blk]
+            M += P
+        return M / len(perms)

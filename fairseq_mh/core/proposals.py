@@ -1,0 +1,69 @@
+"""Proposal distributions built from masked conditionals.
+
+A proposal at a position is the MLM's masked conditional there, shaped: special symbols are
+removed, a temperature divides the logits and a nucleus (top-p) keeps the smallest set of most
+probable tokens whose mass reaches p.  Both the forward and the reverse probability of a move
+come from the same shaped distribution, so shaping never breaks the Metropolis-Hastings
+correction: a reverse move outside the nucleus has probability zero and is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+__all__ = ["ProposalShape", "shaped_log_probs", "sample_from_log_probs"]
+
+
+@dataclass(frozen=True)
+class ProposalShape:
+    """How masked conditionals are turned into proposals.
+
+    ``allowed`` is a boolean vector over the vocabulary of tokens that may be proposed (special
+    symbols are False); ``None`` allows every token.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    allowed: Optional[torch.Tensor] = None
+
+
+def shaped_log_probs(logits: torch.Tensor, shape: ProposalShape) -> torch.Tensor:
+    """Log-probabilities of the shaped proposal for each row of ``logits`` ([..., V]).
+
+    Order of operations: remove disallowed tokens, divide by the temperature, renormalise,
+    keep the nucleus (ties broken by token id, so the result is deterministic), renormalise.
+    Tokens outside the support get -inf.
+    """
+    x = logits
+    if shape.allowed is not None:
+        x = x.masked_fill(~shape.allowed.to(x.device), -math.inf)
+    if shape.temperature != 1.0:
+        x = x / shape.temperature
+    lp = torch.log_softmax(x, dim=-1)
+    if shape.top_p < 1.0:
+        sorted_lp, order = torch.sort(lp, dim=-1, descending=True, stable=True)
+        p = sorted_lp.exp()
+        mass_before = torch.cumsum(p, dim=-1) - p
+        drop_sorted = mass_before >= shape.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        lp = torch.log_softmax(lp.masked_fill(drop, -math.inf), dim=-1)
+    return lp
+
+
+def sample_from_log_probs(log_probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw, one per row of ``log_probs`` ([N, V]), with uniforms ``u`` ([N]).
+
+    A token of probability zero is never returned: the search takes the first index whose
+    cumulative mass strictly exceeds u * total.
+    """
+    p = log_probs.to(torch.float64).exp()
+    cdf = torch.cumsum(p, dim=-1)
+    target = (u.to(torch.float64) * cdf[:, -1]).unsqueeze(-1)
+    idx = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    # u * total can round up to total; fall back to the last token of positive mass.
+    last = p.size(-1) - 1 - torch.argmax((p > 0).flip(-1).to(torch.int8), dim=-1)
+    return torch.minimum(idx, last)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up: a virtual environment in .venv with torch 2.13 (CPU),
+# fairseq 0.12 (the Python 3.11 build `fairseq-fixed`), the other runtime needs and
+# this package in editable mode. Safe to run again: finished steps are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${FAIRSEQ_MH_VENV:-.venv}
+stamp="$VENV/.fairseq_mh_setup_v1"
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+echo "[setup] creating $VENV (first run only; building fairseq takes about 4 minutes on 2 cores)" >&2
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+pip install "torch==2.13.0"
+pip install -r requirements.txt
+# fairseq 0.12.2 from PyPI does not import on Python 3.11; fairseq-fixed is 0.12 patched for it.
+# --no-deps: its declared torchaudio dependency (speech code only) would pull another torch.
+"$VENV/bin/python" -c "import fairseq" 2>/dev/null || \
+  pip install --no-build-isolation --no-deps "fairseq-fixed==0.12.3.1"
+pip install --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -c "import fairseq_mh, fairseq" >/dev/null 2>&1
+touch "$stamp"
+echo "[setup] done" >&2
