@@ -1,0 +1,1 @@
+"""Criteria that old checkpoints name in their saved arguments."""
