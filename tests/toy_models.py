@@ -39,7 +39,8 @@ class TinyNet:
 
     def all_logits(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         R, L = tokens.shape
-        x = self.emb[tokens] + self.pos[:L]
+        # pad positions contribute nothing, so trimming trailing pads changes no logit
+        x = (self.emb[tokens] + self.pos[:L]) * tokens.ne(PAD).unsqueeze(-1)
         if L < self.length:
             x = torch.cat([x, x.new_zeros(R, self.length - L, x.size(-1))], 1)
         h = torch.tanh(x.reshape(R, -1) @ self.w1 + self.ctx[context])
