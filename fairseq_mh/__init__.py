@@ -1,8 +1,18 @@
 """fairseq_mh: Metropolis-Hastings decoding for conditional masked language models.
 
-``fairseq_mh.core`` is the model-agnostic sampling engine.  Importing this package also
-registers the fairseq plug-in (tasks, models, criterion, generator) when fairseq is
-installed, which is what ``--user-dir fairseq_mh`` relies on.
+``fairseq_mh.core`` is the model-agnostic sampling engine (no fairseq import).  Importing
+this package also registers the fairseq plug-in (tasks ``translation_self`` and
+``translation_mh``, the Mask-Predict architecture, its criterion, safe checkpoint loading)
+when fairseq is installed; that is what ``--user-dir fairseq_mh`` relies on.
 """
 
 __version__ = "0.1.0"
+
+try:  # the engine works without fairseq; the plug-in needs it
+    import fairseq  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+else:
+    from .plugin import register
+
+    register()

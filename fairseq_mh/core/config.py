@@ -49,6 +49,7 @@ class SamplerConfig:
     mh_select: str = "best"
     warm_start: str = "greedy"
     decoding_iterations: int = 10
+    mask_predict_min_remask: int = 1
     keep_samples: bool = False
     seed: int = 1
 
@@ -110,6 +111,7 @@ class SamplerConfig:
         at_least("block_size", 1)
         at_least("force_accept_epochs", 0)
         at_least("decoding_iterations", 1)
+        at_least("mask_predict_min_remask", 0)
         if not isinstance(self.seed, int):
             raise ConfigError(f"--seed must be an integer (got {self.seed!r})")
         return self

@@ -79,8 +79,10 @@ class ChainResult:
     start: torch.Tensor  # [C] index of the chain's start
     stats: EpochStats
     init_rows: int  # rows shared by the chains of a start (warm start, first energies)
+    terms: Optional[torch.Tensor] = None  # [C, L, 2] energy terms of the selected states (0 off free)
     samples: Optional[torch.Tensor] = None  # [E - burn_in, C, L] post-burn-in states
     sample_energy: Optional[torch.Tensor] = None  # [E - burn_in, C, 2]
+    sample_terms: Optional[torch.Tensor] = None  # [E - burn_in, C, L, 2]
     positional_scores: Optional[torch.Tensor] = None  # [C, L] mask-predict only
     extra: dict = field(default_factory=dict)
 
@@ -176,7 +178,8 @@ class ChainSampler:
         rows_before = self.ev.rows
         if cfg.warm_start in ("greedy", "mask-predict"):
             iters = 1 if cfg.warm_start == "greedy" else cfg.decoding_iterations
-            mp = mask_predict(self.ev, tokens, starts.free, starts.context, self.mask, iters, allowed=self.allowed)
+            mp = mask_predict(self.ev, tokens, starts.free, starts.context, self.mask, iters, allowed=self.allowed,
+                              min_remask=cfg.mask_predict_min_remask)
             tokens = mp.tokens
         else:
             bad = starts.free & ~self.allowed[tokens.clamp(min=0)]
@@ -336,6 +339,7 @@ class ChainSampler:
         kept = E - cfg.burn_in
         samples = torch.empty(kept, C, L, dtype=torch.long)
         sample_energy = torch.empty(kept, C, 2, dtype=torch.float64)
+        sample_terms = torch.empty(kept, C, L, 2, dtype=torch.float64)
         n_free = st.free.sum(1)
         for epoch in range(E):
             tau = target_temperature(cfg, epoch)
@@ -361,22 +365,24 @@ class ChainSampler:
             if epoch >= cfg.burn_in:
                 samples[epoch - cfg.burn_in] = st.tokens
                 sample_energy[epoch - cfg.burn_in] = energy[epoch]
+                sample_terms[epoch - cfg.burn_in] = st.terms * st.free.unsqueeze(-1)
         if cfg.mh_select == "last":
-            sel_tokens, sel_energy = st.tokens.clone(), energy[-1].clone()
+            pick = torch.full((C,), kept - 1, dtype=torch.long)
         else:
-            best = sample_energy[:, :, self.target].argmin(0)  # first minimum = earliest
-            ar = torch.arange(C)
-            sel_tokens, sel_energy = samples[best, ar], sample_energy[best, ar]
+            pick = sample_energy[:, :, self.target].argmin(0)  # first minimum = earliest
+        ar = torch.arange(C)
         es = EpochStats(energy, stats["proposals"], stats["accepted"], stats["novel"], stats["rows"], stats["report_rows"], temps, ks)
         return ChainResult(
-            tokens=sel_tokens,
-            energy=sel_energy,
+            tokens=samples[pick, ar],
+            energy=sample_energy[pick, ar],
             n_free=n_free,
             start=torch.arange(S).repeat_interleave(cfg.num_chains),
             stats=es,
             init_rows=init_rows,
+            terms=sample_terms[pick, ar],
             samples=samples,
             sample_energy=sample_energy,
+            sample_terms=sample_terms,
         )
 
     def _run_mask_predict(self, starts: Starts) -> ChainResult:
@@ -384,7 +390,10 @@ class ChainSampler:
         cfg = self.cfg
         S, L = starts.tokens.shape
         decode = starts.decode if starts.decode is not None else starts.free
-        mp = mask_predict(self.ev, starts.tokens, decode, starts.context, self.mask, cfg.decoding_iterations)
+        mp = mask_predict(
+            self.ev, starts.tokens, decode, starts.context, self.mask, cfg.decoding_iterations,
+            min_remask=cfg.mask_predict_min_remask,
+        )
         st = _State(mp.tokens, starts.free.clone(), starts.context, starts.keys)
         self._fill_cache(st, report=True)
         energy = st.energy()
@@ -406,8 +415,10 @@ class ChainSampler:
             start=torch.arange(S),
             stats=es,
             init_rows=0,
+            terms=st.terms * st.free.unsqueeze(-1),
             samples=mp.tokens[None],
             sample_energy=energy[None],
+            sample_terms=(st.terms * st.free.unsqueeze(-1))[None],
             positional_scores=mp.log_probs,
             extra={"mask_predict_score": mp.score},
         )

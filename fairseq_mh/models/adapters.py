@@ -1,0 +1,195 @@
+"""Adapters: what the generator needs from a checkpoint family, behind one interface.
+
+An adapter encodes a batch once, gives the model's own length distribution, lays out target
+rows of a given length (which positions hold fixed symbols, which the samplers may change),
+and returns a masked conditional for the engine that reuses the encoder output for every row
+and chain and projects only the selected positions onto the vocabulary.
+
+Sequence ends (the same for every sampler, so energies are comparable):
+* Mask-Predict (``translation_self``): a target of length L is L-1 tokens then ``</s>``; the
+  predicted length counts ``</s>``.  ``</s>`` is fixed: never masked, never proposed and not
+  a term of the energy (it is context).  The one exception, needed to reproduce the original
+  algorithm token for token, is the mask-predict baseline, which re-predicts that last
+  position too, as the original does (``decode`` covers all L positions).
+* fairseq CMLM (``translation_mh``): ``<s>`` + L-2 tokens + ``</s>``; the predicted length
+  counts both; both are fixed for every sampler, mask-predict included (as fairseq's own
+  iterative-refinement decoder does).  The mask symbol is ``<unk>``.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+__all__ = ["ModelAdapter", "MaskPredictAdapter", "CMLMAdapter", "adapter_for", "length_candidates"]
+
+
+def length_candidates(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int, style: str, min_len: int = 2, max_len=None) -> torch.Tensor:
+    """Target-length candidates [B, beam] from a length distribution.
+
+    ``log_probs`` [B, K] over classes whose lengths are ``lengths`` [B, K].  ``top``: the
+    ``beam`` most probable lengths (original Mask-Predict); ``around-argmax``: the argmax
+    plus offsets ``arange(beam) - beam // 2`` (fairseq).  Lengths below ``min_len`` become
+    ``min_len`` (both originals do this, duplicates included).
+    """
+    if style == "top":
+        idx = log_probs.topk(min(beam, log_probs.size(1)), dim=1)[1]
+        cand = lengths.gather(1, idx)
+    elif style == "around-argmax":
+        best = lengths.gather(1, log_probs.argmax(1, keepdim=True))
+        cand = best + torch.arange(beam, device=best.device)[None, :] - beam // 2
+    else:
+        raise ValueError(f"unknown length candidate style {style!r}")
+    cand = cand.clamp(min=min_len)
+    if max_len is not None:
+        cand = cand.clamp(max=max_len)
+    return cand
+
+
+class ModelAdapter:
+    """Interface shared by the checkpoint families (see module docstring)."""
+
+    family = "base"
+
+    def __init__(self, model, tgt_dict):
+        self.model = model
+        self.dict = tgt_dict
+        self.pad = tgt_dict.pad()
+        self.bos = tgt_dict.bos()
+        self.eos = tgt_dict.eos()
+        self.unk = tgt_dict.unk()
+
+    # -- to implement
+    mask: int
+
+    def encode(self, net_input):
+        raise NotImplementedError
+
+    def length_distribution(self, enc, net_input) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(log_probs [B, K], lengths [B, K]): the model's distribution over total lengths."""
+        raise NotImplementedError
+
+    def target_rows(self, lengths: torch.Tensor):
+        """(tokens [S, L], free [S, L], decode [S, L]) for candidate lengths [S]."""
+        raise NotImplementedError
+
+    def _features(self, tokens, enc):
+        raise NotImplementedError
+
+    def _project(self, features):
+        return self.model.decoder.output_layer(features)
+
+    def _reorder(self, enc, order):
+        return self.model.encoder.reorder_encoder_out(enc, order)
+
+    max_target_length = None
+
+    # -- shared
+    def special_symbols(self):
+        return sorted({self.bos, self.pad, self.eos, self.unk, self.mask})
+
+    def allowed(self) -> torch.Tensor:
+        a = torch.ones(len(self.dict), dtype=torch.bool)
+        a[self.special_symbols()] = False
+        return a
+
+    def conditional(self, enc):
+        """The masked conditional for the engine: rows share the encoder output of their
+        sentence (``context`` indexes the batch) and only selected positions are projected."""
+
+        def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+            e = self._reorder(enc, context.to(tokens.device))
+            feats = self._features(tokens, e)
+            return self._project(feats[select]).float()
+
+        return fn
+
+
+class MaskPredictAdapter(ModelAdapter):
+    """Original Mask-Predict (``bert_transformer_seq2seq``): LENGTH token, no BOS, ``<mask>``=4."""
+
+    family = "mask-predict"
+
+    def __init__(self, model, tgt_dict):
+        super().__init__(model, tgt_dict)
+        self.mask = tgt_dict.index("<mask>")
+        if self.mask == self.unk:
+            raise ValueError("the target dictionary has no <mask> symbol")
+        self.max_target_length = model.max_positions()[1]
+
+    def encode(self, net_input):
+        return self.model.encoder(net_input["src_tokens"], net_input["src_lengths"])
+
+    def length_distribution(self, enc, net_input):
+        lp = enc["predicted_lengths"].float()
+        lengths = torch.arange(lp.size(1), device=lp.device).expand_as(lp)
+        return lp, lengths
+
+    def target_rows(self, lengths):
+        S, L = lengths.numel(), int(lengths.max())
+        ar = torch.arange(L, device=lengths.device)[None, :]
+        inside = ar < lengths[:, None]
+        tokens = torch.full((S, L), self.pad, dtype=torch.long, device=lengths.device)
+        tokens[inside] = self.mask
+        last = ar == (lengths[:, None] - 1)
+        tokens[last] = self.eos
+        free = inside & ~last
+        return tokens, free, inside
+
+    def _features(self, tokens, enc):
+        return self.model.decoder.extract_features(tokens, enc)
+
+
+class CMLMAdapter(ModelAdapter):
+    """fairseq ``cmlm_transformer``: BOS/EOS frame the target, ``<unk>`` is the mask,
+    mean-pooled ``embed_length`` predicts the total length (optionally as an offset)."""
+
+    family = "cmlm"
+
+    def __init__(self, model, tgt_dict):
+        super().__init__(model, tgt_dict)
+        self.mask = self.unk
+        self.max_target_length = model.max_positions()[1]
+
+    def encode(self, net_input):
+        return self.model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+
+    def length_distribution(self, enc, net_input):
+        dec = self.model.decoder
+        lp = dec.forward_length(normalize=True, encoder_out=enc).float()  # [B, 256]
+        classes = torch.arange(lp.size(1), device=lp.device)[None, :]
+        if dec.pred_length_offset:
+            src_len = net_input["src_tokens"].ne(self.pad).sum(1, keepdim=True)
+            lengths = classes - 128 + src_len
+        else:
+            lengths = classes.expand_as(lp)
+        return lp, lengths
+
+    def target_rows(self, lengths):
+        S, L = lengths.numel(), int(lengths.max())
+        ar = torch.arange(L, device=lengths.device)[None, :]
+        inside = ar < lengths[:, None]
+        tokens = torch.full((S, L), self.pad, dtype=torch.long, device=lengths.device)
+        tokens[inside] = self.mask
+        tokens[:, 0] = self.bos
+        last = ar == (lengths[:, None] - 1)
+        tokens[last] = self.eos
+        free = inside & ~last & (ar > 0)
+        return tokens, free, free
+
+    def _features(self, tokens, enc):
+        return self.model.decoder.extract_features(tokens, encoder_out=enc)[0]
+
+
+def adapter_for(model, tgt_dict) -> ModelAdapter:
+    """The adapter of a loaded model, by architecture."""
+    from fairseq.models.nat import CMLMNATransformerModel
+
+    from .mask_predict_transformer import MaskPredictTransformerModel
+
+    if isinstance(model, MaskPredictTransformerModel):
+        return MaskPredictAdapter(model, tgt_dict)
+    if isinstance(model, CMLMNATransformerModel):
+        return CMLMAdapter(model, tgt_dict)
+    raise TypeError(f"no MH adapter for model class {type(model).__name__}")

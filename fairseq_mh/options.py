@@ -1,0 +1,106 @@
+"""The decoding options both tasks add to fairseq's command line (one dataclass field each).
+
+fairseq turns every field into a flag (``proposal_top_p`` -> ``--proposal-top-p``); values
+arrive in ``cfg.task``.  Names avoid fairseq's own (``--sampling``, ``--beam``), since
+fairseq-generate asserts ``nbest == beam`` under ``--sampling``.
+"""
+
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+
+from .core.config import SAMPLERS, ConfigError, SamplerConfig
+
+__all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
+
+_D = SamplerConfig()
+
+
+@dataclass
+class MHDecodingConfig(FairseqDataclass):
+    sampler: ChoiceEnum(list(SAMPLERS)) = field(
+        default="mask-predict",
+        metadata={"help": "decoding algorithm: the mask-predict baseline, degenerate (block) Gibbs, or (block) MH"},
+    )
+    energy: ChoiceEnum(["raw", "local"]) = field(
+        default=_D.energy,
+        metadata={"help": "target energy: raw (minus summed masked logits) or local (minus pseudo-log-likelihood)"},
+    )
+    mh_epochs: int = field(default=_D.mh_epochs, metadata={"help": "epochs (sweeps over all positions) per chain"})
+    burn_in: int = field(default=_D.burn_in, metadata={"help": "epochs whose states are never output"})
+    num_chains: int = field(default=_D.num_chains, metadata={"help": "independent chains per sentence and length"})
+    proposal_temperature: float = field(
+        default=_D.proposal_temperature, metadata={"help": "temperature of the proposal (masked conditional)"}
+    )
+    proposal_top_p: float = field(default=_D.proposal_top_p, metadata={"help": "nucleus mass of the proposal"})
+    target_temperature: float = field(
+        default=_D.target_temperature, metadata={"help": "initial temperature tau of the target exp(-E/tau)"}
+    )
+    anneal_rate: float = field(default=_D.anneal_rate, metadata={"help": "subtracted from tau after each epoch"})
+    min_target_temperature: float = field(
+        default=_D.min_target_temperature, metadata={"help": "floor of the annealed target temperature"}
+    )
+    block_size: int = field(
+        default=4, metadata={"help": "positions per block move (block samplers); annealed to 1 over the epochs"}
+    )
+    no_block_anneal: bool = field(default=False, metadata={"help": "keep the block size fixed"})
+    position_order: ChoiceEnum(["left-to-right", "random"]) = field(
+        default=_D.position_order, metadata={"help": "order of positions within an epoch"}
+    )
+    force_accept_epochs: int = field(
+        default=_D.force_accept_epochs, metadata={"help": "accept every proposal during the first N epochs"}
+    )
+    mh_select: ChoiceEnum(["best", "last"]) = field(
+        default=_D.mh_select,
+        metadata={"help": "output each chain's lowest-energy post-burn-in state (best) or its last state"},
+    )
+    warm_start: ChoiceEnum(["greedy", "mask-predict"]) = field(
+        default=_D.warm_start,
+        metadata={"help": "chain start: greedy fill of the all-mask sequence, or a mask-predict decode"},
+    )
+    decoding_iterations: int = field(
+        default=_D.decoding_iterations, metadata={"help": "mask-predict iterations (sampler and warm start)"}
+    )
+    mask_predict_min_remask: int = field(
+        default=1,
+        metadata={"help": "least positions mask-predict re-masks per iteration: 1 as the original, 0 as fairseq's CMLM"},
+    )
+    length_beam: int = field(default=5, metadata={"help": "number of target-length candidates per sentence"})
+    length_candidates: ChoiceEnum(["top", "around-argmax"]) = field(
+        default="top",
+        metadata={"help": "the length-beam most probable lengths (original Mask-Predict), or argmax +- offsets (fairseq)"},
+    )
+    hypothesis_score: ChoiceEnum(["mean-energy", "energy"]) = field(
+        default="mean-energy",
+        metadata={"help": "rank chains across lengths by target energy per position (mean-energy) or in total"},
+    )
+    mh_trace: Optional[str] = field(
+        default=None, metadata={"help": "write per-epoch chain statistics as JSON lines to this file"}
+    )
+    mh_max_tokens: int = field(
+        default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
+    )
+
+
+def sampler_config(cfg, seed: int) -> SamplerConfig:
+    """The engine's config from the task options."""
+    sc = SamplerConfig.from_namespace(cfg)
+    sc.sampler = str(cfg.sampler)
+    sc.energy = str(cfg.energy)
+    sc.position_order = str(cfg.position_order)
+    sc.mh_select = str(cfg.mh_select)
+    sc.warm_start = str(cfg.warm_start)
+    sc.block_anneal = not cfg.no_block_anneal
+    sc.seed = int(seed)
+    return sc
+
+
+def validate_decoding_options(cfg) -> None:
+    """Refuses bad values before any data or model is loaded."""
+    sampler_config(cfg, 1).validate()
+    if cfg.length_beam < 1:
+        raise ConfigError(f"--length-beam must be an integer >= 1 (got {cfg.length_beam})")
+    if cfg.mh_max_tokens < 1:
+        raise ConfigError(f"--mh-max-tokens must be an integer >= 1 (got {cfg.mh_max_tokens})")

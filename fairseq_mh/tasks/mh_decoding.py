@@ -1,0 +1,109 @@
+"""What both tasks share: option checks at set-up, the MH generator, model checks."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UserError
+from ..options import sampler_config, validate_decoding_options
+
+
+def model_arch(model_cfg) -> str:
+    for key in ("_name", "arch"):
+        v = getattr(model_cfg, key, None) if not isinstance(model_cfg, dict) else model_cfg.get(key)
+        if v:
+            return str(v)
+    return "?"
+
+
+def guard_embedding_sizes(model, task) -> None:
+    """Turns a dictionary/checkpoint size mismatch into one clear line at load time."""
+    original = model.load_state_dict
+    dicts = {"encoder.embed_tokens.weight": ("source", task.source_dictionary),
+             "decoder.embed_tokens.weight": ("target", task.target_dictionary)}
+
+    def load_state_dict(state_dict, *args, **kwargs):
+        for key, (side, d) in dicts.items():
+            w = state_dict.get(key)
+            if w is not None and d is not None and w.size(0) != len(d):
+                raise UserError(
+                    f"the {side} dictionary has {len(d)} entries but the checkpoint's {key} has {w.size(0)} rows: "
+                    f"binarize and decode with the model's own dict.*.txt and the task it was trained with "
+                    f"(Mask-Predict checkpoints need --task translation_self, which adds <mask>)"
+                )
+        return original(state_dict, *args, **kwargs)
+
+    model.load_state_dict = load_state_dict
+
+
+def check_data_dir(cfg) -> None:
+    """Clear errors for a missing data folder or dictionary, before fairseq trips on them."""
+    import os
+
+    from fairseq import utils
+    from fairseq.data import data_utils
+
+    paths = utils.split_paths(cfg.data) if cfg.data else []
+    if not paths or not os.path.isdir(paths[0]):
+        raise UserError(f"data folder '{cfg.data}' does not exist: give the folder fairseq-preprocess wrote")
+    if cfg.source_lang is None or cfg.target_lang is None:
+        src, tgt = data_utils.infer_language_pair(paths[0])
+        if src is None or tgt is None:
+            raise UserError(f"cannot infer the language pair in '{paths[0]}': pass --source-lang and --target-lang")
+        cfg.source_lang, cfg.target_lang = src, tgt
+    for lang in (cfg.source_lang, cfg.target_lang):
+        f = os.path.join(paths[0], f"dict.{lang}.txt")
+        if not os.path.isfile(f):
+            raise UserError(f"dictionary '{f}' is missing: copy the model's dict.{lang}.txt into the data folder")
+
+
+class MHDecodingMixin:
+    """Mixed into a fairseq translation task: validates options, builds the MH generator."""
+
+    supported_archs: tuple = ()
+    family_hint: str = ""
+    task_name: str = ""
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        validate_decoding_options(cfg)
+        check_data_dir(cfg)
+        return super().setup_task(cfg, **kwargs)
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        try:
+            return super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        except FileNotFoundError as e:
+            raise UserError(f"{e}: binarize the '{split}' split with fairseq-preprocess (or pick --gen-subset)") from None
+
+    def build_model(self, cfg, from_checkpoint=False):
+        self.check_model(cfg)
+        model = super().build_model(cfg, from_checkpoint)
+        guard_embedding_sizes(model, self)
+        return model
+
+    def check_model(self, model_cfg):
+        arch = model_arch(model_cfg)
+        if not any(arch == a or arch.startswith(a + "_") for a in self.supported_archs):
+            raise UserError(
+                f"checkpoint architecture '{arch}' is not supported by --task {self.task_name}: "
+                f"it decodes {', '.join(self.supported_archs)} models{self.family_hint}"
+            )
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
+        from ..generator import MHGenerator
+
+        cfg = self.cfg
+        # fairseq-generate / -interactive seed torch with --seed before building the generator
+        sc = sampler_config(cfg, seed=torch.initial_seed() % (2**62))
+        nbest = int(getattr(args, "nbest", 1) or 1)
+        return MHGenerator(
+            self.target_dictionary,
+            sc,
+            length_beam=cfg.length_beam,
+            length_style=str(cfg.length_candidates),
+            hypothesis_score=str(cfg.hypothesis_score),
+            nbest=nbest,
+            max_tokens=cfg.mh_max_tokens,
+            trace_path=cfg.mh_trace,
+        )
