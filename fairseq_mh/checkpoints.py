@@ -57,6 +57,18 @@ def install() -> None:
     torch.serialization.add_safe_globals(safe_globals())  # a set inside torch: idempotent
     if not getattr(checkpoint_utils.load_checkpoint_to_cpu, "_fairseq_mh", False):
         checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+    original = checkpoint_utils.load_model_ensemble_and_task
+    if not getattr(original, "_fairseq_mh", False):
+
+        def load_model_ensemble_and_task(filenames, *args, **kwargs):
+            """fairseq checks that the files exist before loading them: say it in one line."""
+            plain = kwargs.get("suffix", "") in ("", None) and kwargs.get("num_shards", 1) == 1
+            for f in filenames if plain else ():
+                _check_path(f)
+            return original(filenames, *args, **kwargs)
+
+        load_model_ensemble_and_task._fairseq_mh = True
+        checkpoint_utils.load_model_ensemble_and_task = load_model_ensemble_and_task
 
 
 def load_checkpoint_to_cpu(path, arg_overrides: Optional[Dict[str, Any]] = None, load_on_all_ranks=False):
@@ -96,7 +108,15 @@ def load_checkpoint_to_cpu(path, arg_overrides: Optional[Dict[str, Any]] = None,
 load_checkpoint_to_cpu._fairseq_mh = True  # type: ignore[attr-defined]
 
 
-def _safe_load(path, local_path) -> Any:
+def _check_path(path) -> None:
+    from fairseq.file_io import PathManager
+
+    if PathManager.path_requires_pathmanager(str(path)):
+        return
+    _check_local(path, str(path))
+
+
+def _check_local(path, local_path) -> None:
     if not os.path.exists(local_path):
         raise UserError(f"checkpoint {path} does not exist: check the path given to --path")
     if os.path.isdir(local_path):
@@ -106,6 +126,10 @@ def _safe_load(path, local_path) -> Any:
             f"checkpoint {path} is a directory{hint}: pass the checkpoint file itself, "
             f"e.g. {os.path.join(str(path), 'checkpoint_best.pt')}"
         )
+
+
+def _safe_load(path, local_path) -> Any:
+    _check_local(path, local_path)
     try:
         with open(local_path, "rb") as f:
             return torch.load(f, map_location=torch.device("cpu"), weights_only=True)

@@ -79,12 +79,12 @@ class MHGenerator:
         adapter = adapter_for(model, self.tgt_dict)
         net_input = sample["net_input"]
         B = net_input["src_tokens"].size(0)
-        enc = adapter.encode(net_input)
-        lp, lens = adapter.length_distribution(enc, net_input)
+        encs = adapter.encode(net_input)
+        lp, lens = adapter.length_distribution(encs, net_input)
         cand = length_candidates(lp, lens, self.length_beam, self.length_style, max_len=adapter.max_target_length)
         l = cand.size(1)
         tokens, free, decode = adapter.target_rows(cand.reshape(-1))
-        ids = sample["id"].cpu()
+        ids = sample["id"].cpu() if "id" in sample else self._content_ids(net_input["src_tokens"])
         starts = Starts(
             tokens=tokens.cpu(),
             free=free.cpu(),
@@ -92,7 +92,7 @@ class MHGenerator:
             keys=rng.chain_keys(self.cfg.seed, ids.repeat_interleave(l), torch.arange(l).repeat(B)),
             decode=decode.cpu(),
         )
-        ev = RowEvaluator(adapter.conditional(enc), pad=self.pad, max_tokens=self.max_tokens)
+        ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens)
         res = ChainSampler(self.cfg, ev, adapter.mask, adapter.allowed()).run(starts)
         self.totals["sentences"] += B
         self.totals["rows"] += ev.rows
@@ -100,6 +100,14 @@ class MHGenerator:
         if self._trace is not None:
             self._write_trace(res, ids, cand, l)
         return [self._hypotheses(res, b, l, cand) for b in range(B)]
+
+    def _content_ids(self, src_tokens):
+        """Stand-in sentence ids for batches without any (fairseq-interactive): a checksum of
+        the source tokens, so a sentence draws the same numbers wherever it appears."""
+        import zlib
+
+        rows = [r[r.ne(self.pad)].cpu().numpy().astype("int64").tobytes() for r in src_tokens]
+        return torch.tensor([zlib.crc32(b) for b in rows], dtype=torch.long)
 
     # ------------------------------------------------------------------
     def _hypotheses(self, res, b: int, l: int, cand) -> List[dict]:

@@ -18,3 +18,11 @@ def shared():
     if p is None:
         pytest.skip("../shared is absent (set FAIRSEQ_MH_SHARED to its path to run this test)")
     return p
+
+
+@pytest.fixture(scope="session")
+def tiny_cmlm(tmp_path_factory):
+    """A fairseq cmlm_transformer trained here for a few updates on a generated corpus."""
+    from cli_helpers import train_tiny_cmlm
+
+    return train_tiny_cmlm(tmp_path_factory.mktemp("tiny_cmlm"))

@@ -28,6 +28,12 @@ class RowEvaluator:
 
     Every model row the engine evaluates goes through here, so ``rows`` is the exact number of
     masked sequences the model has run (``tokens`` counts their non-pad positions).
+
+    With ``group_by_context`` (the default) each call holds the rows of one context only, in
+    the engine's order, cut by the budget.  A row's logits then depend on its own sentence's
+    rows alone, never on which other sentences share the batch: float rounding in a model's
+    matrix products varies with their shapes, so this is what makes results bit-identical
+    whatever the batch size, sentence order or sharding.
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class RowEvaluator:
         pad: int,
         max_rows: Optional[int] = None,
         max_tokens: Optional[int] = None,
+        group_by_context: bool = True,
     ):
         if max_rows is not None and max_rows < 1:
             raise ValueError(f"max_rows must be >= 1 (got {max_rows})")
@@ -45,6 +52,7 @@ class RowEvaluator:
         self.pad = pad
         self.max_rows = max_rows
         self.max_tokens = max_tokens
+        self.group_by_context = group_by_context
         self.rows = 0
         self.tokens = 0
         self.calls = 0
@@ -70,11 +78,7 @@ class RowEvaluator:
             yield start, end
             start = end
 
-    @torch.no_grad()
-    def __call__(self, tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-        if tokens.size(0) == 0:
-            raise ValueError("RowEvaluator called with no rows")
-        lengths = tokens.ne(self.pad).sum(1)
+    def _call_rows(self, tokens, context, select, lengths):
         outs = []
         for s, e in self._chunks(lengths):
             width = int(lengths[s:e].max())
@@ -86,6 +90,30 @@ class RowEvaluator:
                 )
             outs.append(out)
             self.calls += 1
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+
+    @torch.no_grad()
+    def __call__(self, tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+        """Logits [select.sum(), V] at the selected positions, in row-major order."""
+        if tokens.size(0) == 0:
+            raise ValueError("RowEvaluator called with no rows")
+        lengths = tokens.ne(self.pad).sum(1)
         self.rows += tokens.size(0)
         self.tokens += int(lengths.sum())
-        return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+        groups = torch.unique(context) if self.group_by_context else None
+        if groups is None or groups.numel() == 1:
+            return self._call_rows(tokens, context, select, lengths)
+        counts = select.sum(1)
+        offsets = torch.cumsum(counts, 0) - counts
+        out = None
+        for g in groups.tolist():
+            rows = (context == g).nonzero().squeeze(1)
+            logits = self._call_rows(tokens[rows], context[rows], select[rows], lengths[rows])
+            if out is None:
+                out = logits.new_empty(int(counts.sum()), logits.size(-1))
+            c = counts[rows]
+            dest = torch.repeat_interleave(offsets[rows], c) + (
+                torch.arange(int(c.sum())) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
+            )
+            out[dest] = logits
+        return out

@@ -1,8 +1,9 @@
 """Adapters: what the generator needs from a checkpoint family, behind one interface.
 
-An adapter encodes a batch once, gives the model's own length distribution, lays out target
-rows of a given length (which positions hold fixed symbols, which the samplers may change),
-and returns a masked conditional for the engine that reuses the encoder output for every row
+An adapter encodes each sentence once (alone, without padding, so its encoding does not depend
+on the batch it came in), gives the model's own length distribution, lays out target rows of a
+given length (which positions hold fixed symbols, which the samplers may change), and returns
+a masked conditional for the engine that reuses the sentence's encoder output for every row
 and chain and projects only the selected positions onto the vocabulary.
 
 Sequence ends (the same for every sampler, so energies are comparable):
@@ -18,7 +19,7 @@ Sequence ends (the same for every sampler, so energies are comparable):
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 
@@ -59,16 +60,31 @@ class ModelAdapter:
         self.bos = tgt_dict.bos()
         self.eos = tgt_dict.eos()
         self.unk = tgt_dict.unk()
+        # the model's vocabulary; fairseq-generate may grow the dictionary while scoring
+        # post-processed text (encode_line(add_if_not_exist=True)), so never use len(dict)
+        self.vocab_size = model.decoder.embed_tokens.weight.size(0)
 
     # -- to implement
     mask: int
 
-    def encode(self, net_input):
+    def _encode_one(self, src_tokens: torch.Tensor):
+        """Encoder output of one sentence ([1, S] tokens, no padding)."""
         raise NotImplementedError
 
-    def length_distribution(self, enc, net_input) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(log_probs [B, K], lengths [B, K]): the model's distribution over total lengths."""
+    def _length_one(self, enc, src_tokens) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(log_probs [K], lengths [K]) of one sentence."""
         raise NotImplementedError
+
+    def encode(self, net_input) -> List:
+        """One encoder output per sentence of the batch, each computed without padding."""
+        src = net_input["src_tokens"]
+        return [self._encode_one(row[row.ne(self.pad)][None, :]) for row in src]
+
+    def length_distribution(self, encs, net_input) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(log_probs [B, K], lengths [B, K]): the model's distribution over total lengths."""
+        src = net_input["src_tokens"]
+        pairs = [self._length_one(e, row[row.ne(self.pad)][None, :]) for e, row in zip(encs, src)]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def target_rows(self, lengths: torch.Tensor):
         """(tokens [S, L], free [S, L], decode [S, L]) for candidate lengths [S]."""
@@ -90,16 +106,20 @@ class ModelAdapter:
         return sorted({self.bos, self.pad, self.eos, self.unk, self.mask})
 
     def allowed(self) -> torch.Tensor:
-        a = torch.ones(len(self.dict), dtype=torch.bool)
+        a = torch.ones(self.vocab_size, dtype=torch.bool)
         a[self.special_symbols()] = False
         return a
 
-    def conditional(self, enc):
+    def conditional(self, encs):
         """The masked conditional for the engine: rows share the encoder output of their
-        sentence (``context`` indexes the batch) and only selected positions are projected."""
+        sentence (``context`` indexes the batch) and only selected positions are projected.
+        The engine's evaluator sends the rows of one sentence per call."""
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-            e = self._reorder(enc, context.to(tokens.device))
+            ctx = context.tolist()
+            if len(set(ctx)) != 1:
+                raise ValueError("rows of several sentences in one call: use RowEvaluator(group_by_context=True)")
+            e = self._reorder(encs[ctx[0]], torch.zeros(len(ctx), dtype=torch.long, device=tokens.device))
             feats = self._features(tokens, e)
             return self._project(feats[select]).float()
 
@@ -118,13 +138,12 @@ class MaskPredictAdapter(ModelAdapter):
             raise ValueError("the target dictionary has no <mask> symbol")
         self.max_target_length = model.max_positions()[1]
 
-    def encode(self, net_input):
-        return self.model.encoder(net_input["src_tokens"], net_input["src_lengths"])
+    def _encode_one(self, src_tokens):
+        return self.model.encoder(src_tokens, src_tokens.new_tensor([src_tokens.size(1)]))
 
-    def length_distribution(self, enc, net_input):
-        lp = enc["predicted_lengths"].float()
-        lengths = torch.arange(lp.size(1), device=lp.device).expand_as(lp)
-        return lp, lengths
+    def _length_one(self, enc, src_tokens):
+        lp = enc["predicted_lengths"][0].float()
+        return lp, torch.arange(lp.numel(), device=lp.device)
 
     def target_rows(self, lengths):
         S, L = lengths.numel(), int(lengths.max())
@@ -152,18 +171,15 @@ class CMLMAdapter(ModelAdapter):
         self.mask = self.unk
         self.max_target_length = model.max_positions()[1]
 
-    def encode(self, net_input):
-        return self.model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+    def _encode_one(self, src_tokens):
+        return self.model.encoder(src_tokens, src_lengths=src_tokens.new_tensor([src_tokens.size(1)]))
 
-    def length_distribution(self, enc, net_input):
+    def _length_one(self, enc, src_tokens):
         dec = self.model.decoder
-        lp = dec.forward_length(normalize=True, encoder_out=enc).float()  # [B, 256]
-        classes = torch.arange(lp.size(1), device=lp.device)[None, :]
-        if dec.pred_length_offset:
-            src_len = net_input["src_tokens"].ne(self.pad).sum(1, keepdim=True)
-            lengths = classes - 128 + src_len
-        else:
-            lengths = classes.expand_as(lp)
+        lp = dec.forward_length(normalize=True, encoder_out=enc)[0].float()  # [256]
+        lengths = torch.arange(lp.numel(), device=lp.device)
+        if dec.pred_length_offset:  # classes are offsets from the source length
+            lengths = lengths - 128 + src_tokens.size(1)
         return lp, lengths
 
     def target_rows(self, lengths):

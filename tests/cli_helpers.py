@@ -1,0 +1,97 @@
+"""Running the plug-in's commands in tests, and the tiny models the tests train themselves."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "LOGLEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
+
+
+def run(cmd: List[str], check=True, input_text=None, cwd=None) -> subprocess.CompletedProcess:
+    exe = str(BIN / cmd[0]) if (BIN / cmd[0]).exists() else cmd[0]
+    p = subprocess.run([exe, *map(str, cmd[1:])], capture_output=True, text=True, env=ENV, input=input_text, cwd=cwd)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    return p
+
+
+def parse_generate(stdout: str) -> Dict[str, Dict[int, list]]:
+    """{'S': {id: [fields]}, 'T': ..., 'H': {id: [[score, text], ...]}, 'D': ..., 'P': ...} and 'BLEU'."""
+    out: Dict[str, Dict[int, list]] = {k: {} for k in "STHDP"}
+    bleu = None
+    for line in stdout.splitlines():
+        m = re.match(r"^([STHDP])-(\d+)\t(.*)$", line)
+        if m:
+            kind, sid, rest = m.group(1), int(m.group(2)), m.group(3).split("\t")
+            if kind in "HDP":
+                out[kind].setdefault(sid, []).append(rest)
+            else:
+                out[kind][sid] = rest
+        elif "BLEU" in line and line.startswith("Generate"):
+            bleu = line
+    out["BLEU"] = bleu
+    return out
+
+
+def user_error(p: subprocess.CompletedProcess) -> str:
+    """The one-line error of a failed command (asserts it is one line and no traceback)."""
+    assert p.returncode != 0, "command should have failed"
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    lines = [l for l in p.stderr.splitlines() if ": error:" in l]
+    assert len(lines) == 1, p.stderr[-3000:]
+    return lines[0]
+
+
+# --- a synthetic translation task ----------------------------------------------------------
+
+def write_toy_corpus(folder: Path, n_train=2000, n_valid=40, n_test=24, vocab=20, seed=0) -> None:
+    """Source: random words s0..s{vocab-1}; target: the source reversed, each word mapped to
+    t<i>, words divisible by 7 expanding to two tokens (so lengths differ)."""
+    rnd = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("valid", n_valid), ("test", n_test)):
+        src, tgt = [], []
+        for _ in range(n):
+            words = [rnd.randrange(vocab) for _ in range(rnd.randint(3, 7))]
+            t = []
+            for w in reversed(words):
+                t.append(f"t{w}")
+                if w % 7 == 0:
+                    t.append(f"u{w}")
+            src.append(" ".join(f"s{w}" for w in words))
+            tgt.append(" ".join(t))
+        (folder / f"{split}.src").write_text("\n".join(src) + "\n")
+        (folder / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
+
+
+CMLM_TRAIN_ARGS = [
+    "--task", "translation_lev", "--arch", "cmlm_transformer", "--noise", "random_mask",
+    "--criterion", "nat_loss", "--share-all-embeddings",
+    "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "32",
+    "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
+    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--optimizer", "adam", "--lr", "0.005", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "40",
+    "--max-tokens", "4000", "--length-loss-factor", "0.1", "--apply-bert-init",
+    "--decoder-learned-pos", "--encoder-learned-pos", "--dropout", "0.0", "--cpu", "--seed", "1",
+    "--no-epoch-checkpoints", "--num-workers", "0", "--disable-validation", "--log-interval", "1000",
+]
+
+
+def train_tiny_cmlm(workdir: Path, updates: int = 120) -> Dict[str, Path]:
+    """Corpus -> fairseq-preprocess -> fairseq-train cmlm_transformer for a few updates."""
+    raw = workdir / "raw"
+    write_toy_corpus(raw)
+    data = workdir / "bin"
+    run(["fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "train",
+         "--validpref", raw / "valid", "--testpref", raw / "test", "--destdir", data, "--joined-dictionary",
+         "--workers", "1"])
+    ckpt_dir = workdir / "ckpt"
+    run(["fairseq-train", data, *CMLM_TRAIN_ARGS, "--max-update", str(updates), "--save-dir", ckpt_dir])
+    return {"raw": raw, "data": data, "checkpoint": ckpt_dir / "checkpoint_last.pt"}
