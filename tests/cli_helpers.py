@@ -51,7 +51,7 @@ def user_error(p: subprocess.CompletedProcess) -> str:
 
 # --- a synthetic translation task ----------------------------------------------------------
 
-def write_toy_corpus(folder: Path, n_train=2000, n_valid=40, n_test=24, vocab=20, seed=0) -> None:
+def write_toy_corpus(folder: Path, n_train=2000, n_valid=40, n_test=23, vocab=20, seed=0) -> None:
     """Source: random words s0..s{vocab-1}; target: the source reversed, each word mapped to
     t<i>, words divisible by 7 expanding to two tokens (so lengths differ)."""
     rnd = random.Random(seed)

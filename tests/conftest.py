@@ -26,3 +26,12 @@ def tiny_cmlm(tmp_path_factory):
     from cli_helpers import train_tiny_cmlm
 
     return train_tiny_cmlm(tmp_path_factory.mktemp("tiny_cmlm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mask_predict(tmp_path_factory):
+    """A Mask-Predict checkpoint in the original format (original keys, args Namespace,
+    dictionaries without <mask>), trained here for a few hundred steps."""
+    from mask_predict_fixture import make_mask_predict_model
+
+    return make_mask_predict_model(tmp_path_factory.mktemp("tiny_mask_predict"))

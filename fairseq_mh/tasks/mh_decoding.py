@@ -76,6 +76,17 @@ class MHDecodingMixin:
         except FileNotFoundError as e:
             raise UserError(f"{e}: binarize the '{split}' split with fairseq-preprocess (or pick --gen-subset)") from None
 
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        """fairseq 0.12 drops the last batch when its size is not a multiple of
+        --required-batch-size-multiple (8 by default), silently skipping sentences at
+        generation time; decoding must translate every sentence, so batches here may have
+        any size."""
+        if "required_batch_size_multiple" in kwargs:
+            kwargs["required_batch_size_multiple"] = 1
+        elif len(args) >= 5:
+            args = (*args[:4], 1, *args[5:])
+        return super().get_batch_iterator(dataset, *args, **kwargs)
+
     def build_model(self, cfg, from_checkpoint=False):
         self.check_model(cfg)
         model = super().build_model(cfg, from_checkpoint)
