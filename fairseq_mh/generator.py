@@ -50,6 +50,7 @@ class MHGenerator:
         nbest: int = 1,
         max_tokens: int = 32768,
         trace_path: Optional[str] = None,
+        trace_samples: bool = False,
     ):
         self.cfg = sampler_cfg.validate()
         self.tgt_dict = tgt_dict
@@ -62,6 +63,7 @@ class MHGenerator:
         self.pad = tgt_dict.pad()
         self.symbols_to_strip_from_output = {tgt_dict.bos(), tgt_dict.eos()}
         self.trace_path = trace_path
+        self.trace_samples = trace_samples
         self._trace = open(trace_path, "w", encoding="utf-8") if trace_path else None
         self.totals = {"sentences": 0, "rows": 0, "calls": 0}
 
@@ -191,7 +193,11 @@ class MHGenerator:
                     "target_temperature": st.temperature[e],
                     "block_size": st.block_size[e],
                     "burn_in": e < self.cfg.burn_in,
+                    "n_free": int(res.n_free[c]),
                 }
+                if self.trace_samples:
+                    state = res.states[e, c]
+                    rec["text"] = self.tgt_dict.string(state[state.ne(self.pad)], extra_symbols_to_ignore=self.symbols_to_strip_from_output)
                 self._trace.write(json.dumps(rec) + "\n")
         self._trace.flush()
 

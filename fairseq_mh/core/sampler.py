@@ -80,7 +80,8 @@ class ChainResult:
     stats: EpochStats
     init_rows: int  # rows shared by the chains of a start (warm start, first energies)
     terms: Optional[torch.Tensor] = None  # [C, L, 2] energy terms of the selected states (0 off free)
-    samples: Optional[torch.Tensor] = None  # [E - burn_in, C, L] post-burn-in states
+    states: Optional[torch.Tensor] = None  # [E, C, L] every chain's state at each epoch's end
+    samples: Optional[torch.Tensor] = None  # [E - burn_in, C, L] post-burn-in states (a view)
     sample_energy: Optional[torch.Tensor] = None  # [E - burn_in, C, 2]
     sample_terms: Optional[torch.Tensor] = None  # [E - burn_in, C, L, 2]
     positional_scores: Optional[torch.Tensor] = None  # [C, L] mask-predict only
@@ -337,9 +338,8 @@ class ChainSampler:
         energy = torch.zeros(E, C, 2, dtype=torch.float64)
         temps, ks = [], []
         kept = E - cfg.burn_in
-        samples = torch.empty(kept, C, L, dtype=torch.long)
-        sample_energy = torch.empty(kept, C, 2, dtype=torch.float64)
-        sample_terms = torch.empty(kept, C, L, 2, dtype=torch.float64)
+        states = torch.empty(E, C, L, dtype=torch.long)
+        state_terms = torch.empty(E, C, L, 2, dtype=torch.float64)
         n_free = st.free.sum(1)
         for epoch in range(E):
             tau = target_temperature(cfg, epoch)
@@ -362,10 +362,9 @@ class ChainSampler:
             stats["rows"][epoch] = st.rows - rows0
             stats["report_rows"][epoch] = st.report_rows - rep0
             energy[epoch] = st.energy()
-            if epoch >= cfg.burn_in:
-                samples[epoch - cfg.burn_in] = st.tokens
-                sample_energy[epoch - cfg.burn_in] = energy[epoch]
-                sample_terms[epoch - cfg.burn_in] = st.terms * st.free.unsqueeze(-1)
+            states[epoch] = st.tokens
+            state_terms[epoch] = st.terms * st.free.unsqueeze(-1)
+        samples, sample_energy, sample_terms = states[cfg.burn_in :], energy[cfg.burn_in :], state_terms[cfg.burn_in :]
         if cfg.mh_select == "last":
             pick = torch.full((C,), kept - 1, dtype=torch.long)
         else:
@@ -380,6 +379,7 @@ class ChainSampler:
             stats=es,
             init_rows=init_rows,
             terms=sample_terms[pick, ar],
+            states=states,
             samples=samples,
             sample_energy=sample_energy,
             sample_terms=sample_terms,
@@ -416,6 +416,7 @@ class ChainSampler:
             stats=es,
             init_rows=0,
             terms=st.terms * st.free.unsqueeze(-1),
+            states=mp.tokens[None],
             samples=mp.tokens[None],
             sample_energy=energy[None],
             sample_terms=(st.terms * st.free.unsqueeze(-1))[None],
