@@ -1,0 +1,143 @@
+"""Decode raw sentences in-process with several decoder settings and summarise each run.
+
+Used by the demo and the benchmarks: loads a checkpoint once, encodes raw text (SentencePiece
+when the model has one), decodes with ``MHGenerator`` per setting, and reports BLEU (sacreBLEU
+on detokenized text), both energies of the output, acceptance, novel-transition rate, model
+rows and wall-clock time.  Statistics come from the generator's own ``--mh-trace`` records.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+__all__ = ["Decoder", "RunSummary", "load_decoder"]
+
+
+@dataclass
+class RunSummary:
+    name: str
+    hypotheses: List[str]
+    bleu: float
+    energy_raw: float  # mean over sentences of the output's energies
+    energy_local: float
+    acceptance: Optional[float]  # over all proposals of all chains and epochs
+    novel: Optional[float]
+    rows: int
+    seconds: float
+    curves: Dict[str, List[float]] = field(default_factory=dict)  # per epoch, mean over chains
+
+    def as_row(self) -> dict:
+        return {"decoder": self.name, "BLEU": self.bleu, "E_raw": self.energy_raw, "E_local": self.energy_local,
+                "acceptance": self.acceptance, "novel": self.novel, "rows": self.rows, "seconds": self.seconds}
+
+
+class Decoder:
+    """A loaded model with its task and (optional) SentencePiece model."""
+
+    def __init__(self, task, models, spm=None):
+        self.task, self.models, self.spm = task, models, spm
+
+    def encode(self, sentences: List[str]):
+        d = self.task.source_dictionary
+        pieces = [" ".join(self.spm.encode(s, out_type=str)) if self.spm else s for s in sentences]
+        return [d.encode_line(p, add_if_not_exist=False, append_eos=True).long() for p in pieces]
+
+    def decode_tokens(self, tokens) -> str:
+        text = self.task.target_dictionary.string(tokens, extra_symbols_to_ignore={self.task.target_dictionary.eos()})
+        return self.spm.decode(text.split()) if self.spm else text
+
+    def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
+            batch_size: int = 32, length_beam: int = 1, trace: Optional[Path] = None, progress=None) -> RunSummary:
+        from .generator import MHGenerator
+
+        import sacrebleu
+
+        toks = self.encode(sentences)
+        ds = self.task.build_dataset_for_inference(toks, [len(t) for t in toks])
+        own_trace = trace is None
+        if own_trace:
+            tmp = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
+            tmp.close()
+            trace = Path(tmp.name)
+        gen = MHGenerator(self.task.target_dictionary, sampler_cfg, length_beam=length_beam, trace_path=str(trace))
+        out: Dict[int, dict] = {}
+        t0 = time.time()
+        for start in range(0, len(ds), batch_size):
+            sample = ds.collater([ds[i] for i in range(start, min(start + batch_size, len(ds)))])
+            for i, h in zip(sample["id"].tolist(), gen.generate(self.models, sample)):
+                out[i] = h[0]
+            if progress:
+                progress(len(out), len(ds))
+        seconds = time.time() - t0
+        gen.close()
+        recs = [json.loads(l) for l in trace.read_text().splitlines()]
+        if own_trace:
+            trace.unlink()
+        hyps = [self.decode_tokens(out[i]["tokens"]) for i in range(len(sentences))]
+        bleu = sacrebleu.corpus_bleu(hyps, [references]).score if references else float("nan")
+        prop = sum(r["proposals"] for r in recs)
+        E = 1 + max(r["epoch"] for r in recs)
+        curves = {}
+        if prop:
+            by_epoch = [[r for r in recs if r["epoch"] == e] for e in range(E)]
+            curves = {
+                "energy_local": [sum(r["energy_local"] for r in g) / len(g) for g in by_epoch],
+                "energy_raw": [sum(r["energy_raw"] for r in g) / len(g) for g in by_epoch],
+                "acceptance": [sum(r["acceptance"] * r["proposals"] for r in g) / max(1, sum(r["proposals"] for r in g))
+                               for g in by_epoch],
+            }
+        n = len(sentences)
+        return RunSummary(
+            name=name,
+            hypotheses=hyps,
+            bleu=bleu,
+            energy_raw=sum(out[i]["energy"][0] for i in range(n)) / n,
+            energy_local=sum(out[i]["energy"][1] for i in range(n)) / n,
+            acceptance=sum(r["acceptance"] * r["proposals"] for r in recs if r["proposals"]) / prop if prop else None,
+            novel=sum(r["novel"] * r["proposals"] for r in recs if r["proposals"]) / prop if prop else None,
+            rows=gen.totals["rows"],
+            seconds=seconds,
+            curves=curves,
+        )
+
+
+def load_decoder(checkpoint: Path, dict_dir: Path, task_name: str = "translation_mh", source_lang: str = "de",
+                 target_lang: str = "en", spm_model: Optional[Path] = None) -> Decoder:
+    """Loads a checkpoint for in-process decoding (dictionaries from ``dict_dir``)."""
+    from fairseq import checkpoint_utils
+
+    import fairseq_mh  # noqa: F401  (registers the plug-in)
+    from .tasks.translation_mh import TranslationMHConfig, TranslationMHTask
+    from .tasks.translation_self import TranslationSelfConfig, TranslationSelfTask
+
+    cfg_cls, task_cls = ((TranslationMHConfig, TranslationMHTask) if task_name == "translation_mh"
+                         else (TranslationSelfConfig, TranslationSelfTask))
+    task = task_cls.setup_task(cfg_cls(_name=task_name, data=str(dict_dir), source_lang=source_lang,
+                                       target_lang=target_lang))
+    models, _ = checkpoint_utils.load_model_ensemble([str(checkpoint)], task=task)
+    models = [m.eval().float() for m in models]
+    spm = None
+    if spm_model is not None:
+        import sentencepiece
+
+        spm = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    return Decoder(task, models, spm)
+
+
+def markdown_table(rows: List[dict]) -> str:
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    lines = ["| decoder | BLEU | E_raw | E_local | acceptance | novel | model rows | seconds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['decoder']} | {r['BLEU']:.2f} | {r['E_raw']:.2f} | {r['E_local']:.2f} | "
+                     f"{fmt(r['acceptance'], '.3f')} | {fmt(r['novel'], '.3f')} | {r['rows']} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
