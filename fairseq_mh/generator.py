@@ -179,7 +179,7 @@ class MHGenerator:
                     "id": int(ids[b]),
                     "length": int(lengths[s]),
                     "length_rank": j,
-                    "chain": c - int((res.start == s).nonzero()[0]),
+                    "chain": c % self.cfg.num_chains if self.cfg.is_chain else 0,
                     "epoch": e,
                     "sampler": self.cfg.sampler,
                     "target_energy": self.cfg.energy,

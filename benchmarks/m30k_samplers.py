@@ -1,0 +1,99 @@
+"""Every sampler on the real Multi30k CMLM (../shared/models/m30k-cmlm), one table.
+
+    .venv/bin/python benchmarks/m30k_samplers.py [--shared ../shared] [--n 100] [--epochs 10]
+        [--burn-in 2] [--chains 2] [--length-beam 1] [--out docs/results/m30k_samplers.md]
+
+Decodes the first --n sentences of test_2016_flickr (de->en) with each setting and writes a
+Markdown table (BLEU = sacreBLEU on detokenized text, mean energies of the outputs, acceptance,
+novel-transition rate, model rows, wall-clock seconds) with the exact command that made it.
+A benchmark, not a test: it takes tens of minutes on 2 CPU cores.
+"""
+
+import argparse
+import gzip
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings(a):
+    chain = dict(mh_epochs=a.epochs, burn_in=a.burn_in, num_chains=a.chains)
+    return {
+        "mask-predict (10 it.)": dict(sampler="mask-predict", decoding_iterations=10),
+        "degenerate Gibbs": dict(sampler="gibbs", energy="local", **chain),
+        "degenerate Gibbs, T=0.8": dict(sampler="gibbs", energy="local", proposal_temperature=0.8, **chain),
+        "MH raw": dict(sampler="mh", energy="raw", **chain),
+        "MH local": dict(sampler="mh", energy="local", **chain),
+        "block Gibbs (k=4 annealed)": dict(sampler="block-gibbs", energy="local", block_size=4, **chain),
+        "block MH raw (k=4 annealed)": dict(sampler="block-mh", energy="raw", block_size=4, **chain),
+        "block MH local (k=4 annealed)": dict(sampler="block-mh", energy="local", block_size=4, **chain),
+        "annealed MH raw (T=0.8, -0.05/epoch)": dict(sampler="mh", energy="raw", proposal_temperature=0.8,
+                                                     anneal_rate=0.05, min_target_temperature=0.2,
+                                                     force_accept_epochs=2, **chain),
+        "annealed MH local (T=0.8, -0.05/epoch)": dict(sampler="mh", energy="local", proposal_temperature=0.8,
+                                                       anneal_rate=0.05, min_target_temperature=0.2,
+                                                       force_accept_epochs=2, **chain),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--burn-in", type=int, default=2)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--length-beam", type=int, default=1)
+    p.add_argument("--only", default=None, help="comma-separated setting names to run")
+    p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_samplers.md"))
+    a = p.parse_args(argv)
+    shared = Path(a.shared)
+    model = shared / "models" / "m30k-cmlm"
+    data = shared / "data" / "multi30k"
+    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
+        print(f"error: {model} or {data} is missing: pass --shared", file=sys.stderr)
+        return 2
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    from fairseq_mh.core.config import SamplerConfig
+    from fairseq_mh.evaluation import load_decoder, markdown_table
+
+    torch.set_num_threads(2)
+    src = gzip.open(data / "test_2016_flickr.de.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
+    ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
+    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    rows = []
+    wanted = set(a.only.split(",")) if a.only else None
+    for name, opts in settings(a).items():
+        if wanted and name not in wanted:
+            continue
+        lb = 5 if opts["sampler"] == "mask-predict" else a.length_beam
+        t0 = time.time()
+        run = dec.run(name, SamplerConfig(**opts), src, ref, batch_size=25, length_beam=lb)
+        row = run.as_row()
+        row["decoder"] = f"{name}, length beam {lb}"
+        rows.append(row)
+        print(f"{name}: BLEU {run.bleu:.2f}, {time.time() - t0:.0f} s", flush=True)
+    cmd = "python benchmarks/m30k_samplers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"# Samplers on the Multi30k CMLM\n\nFirst {a.n} sentences of test_2016_flickr (de->en), "
+            f"model ../shared/models/m30k-cmlm; chain samplers: {a.epochs} epochs, burn-in {a.burn_in}, "
+            f"{a.chains} chains, best post-burn-in state; 2 CPU cores, torch {torch.__version__}.\n\n"
+            f"Command: `{cmd.strip()}`\n\n{markdown_table(rows)}\n")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
