@@ -92,9 +92,11 @@ def test_nbest_returns_distinct_samples_best_first(tiny_cmlm):
     assert max(len(h) for h in H.values()) == 3
 
 
-def test_sacrebleu_scoring_and_post_processing(tiny_cmlm):
-    p = generate(tiny_cmlm, "--sampler", "block-mh", *FAST, "--scoring", "sacrebleu", "--post-process", "sentencepiece")
-    assert "BLEU" in (parse_generate(p.stdout)["BLEU"] or "")
+def test_sacrebleu_scoring_post_processing_and_fp16(tiny_cmlm):
+    p = generate(tiny_cmlm, "--sampler", "block-mh", *FAST, "--scoring", "sacrebleu", "--post-process", "sentencepiece",
+                 "--fp16")
+    out = parse_generate(p.stdout)
+    assert "BLEU" in (out["BLEU"] or "") and len(out["H"]) == n_test(tiny_cmlm)
 
 
 def test_interactive_decodes_raw_lines(tiny_cmlm):
