@@ -63,6 +63,7 @@ class ModelAdapter:
         # the model's vocabulary; fairseq-generate may grow the dictionary while scoring
         # post-processed text (encode_line(add_if_not_exist=True)), so never use len(dict)
         self.vocab_size = model.decoder.embed_tokens.weight.size(0)
+        self.max_target_length = model.max_positions()[1]
 
     # -- to implement
     mask: int
@@ -86,9 +87,24 @@ class ModelAdapter:
         pairs = [self._length_one(e, row[row.ne(self.pad)][None, :]) for e, row in zip(encs, src)]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
+    has_bos: bool = False  # does the target start with a fixed <s>?
+    decode_eos: bool = False  # does the mask-predict baseline re-predict the final position?
+
     def target_rows(self, lengths: torch.Tensor):
-        """(tokens [S, L], free [S, L], decode [S, L]) for candidate lengths [S]."""
-        raise NotImplementedError
+        """(tokens [S, L], free [S, L], decode [S, L]) for candidate total lengths [S]: fixed
+        symbols in place, masks at the free positions, pad beyond each length."""
+        S, L = lengths.numel(), int(lengths.max())
+        ar = torch.arange(L, device=lengths.device)[None, :]
+        inside = ar < lengths[:, None]
+        last = ar == (lengths[:, None] - 1)
+        tokens = torch.full((S, L), self.pad, dtype=torch.long, device=lengths.device)
+        tokens[inside] = self.mask
+        tokens[last] = self.eos
+        free = inside & ~last
+        if self.has_bos:
+            tokens[:, 0] = self.bos
+            free &= ar > 0
+        return tokens, free, (inside if self.decode_eos else free)
 
     def _features(self, tokens, enc):
         raise NotImplementedError
@@ -98,8 +114,6 @@ class ModelAdapter:
 
     def _reorder(self, enc, order):
         return self.model.encoder.reorder_encoder_out(enc, order)
-
-    max_target_length = None
 
     # -- shared
     def special_symbols(self):
@@ -130,13 +144,13 @@ class MaskPredictAdapter(ModelAdapter):
     """Original Mask-Predict (``bert_transformer_seq2seq``): LENGTH token, no BOS, ``<mask>``=4."""
 
     family = "mask-predict"
+    decode_eos = True
 
     def __init__(self, model, tgt_dict):
         super().__init__(model, tgt_dict)
         self.mask = tgt_dict.index("<mask>")
         if self.mask == self.unk:
             raise ValueError("the target dictionary has no <mask> symbol")
-        self.max_target_length = model.max_positions()[1]
 
     def _encode_one(self, src_tokens):
         return self.model.encoder(src_tokens, src_tokens.new_tensor([src_tokens.size(1)]))
@@ -144,17 +158,6 @@ class MaskPredictAdapter(ModelAdapter):
     def _length_one(self, enc, src_tokens):
         lp = enc["predicted_lengths"][0].float()
         return lp, torch.arange(lp.numel(), device=lp.device)
-
-    def target_rows(self, lengths):
-        S, L = lengths.numel(), int(lengths.max())
-        ar = torch.arange(L, device=lengths.device)[None, :]
-        inside = ar < lengths[:, None]
-        tokens = torch.full((S, L), self.pad, dtype=torch.long, device=lengths.device)
-        tokens[inside] = self.mask
-        last = ar == (lengths[:, None] - 1)
-        tokens[last] = self.eos
-        free = inside & ~last
-        return tokens, free, inside
 
     def _features(self, tokens, enc):
         return self.model.decoder.extract_features(tokens, enc)
@@ -165,11 +168,11 @@ class CMLMAdapter(ModelAdapter):
     mean-pooled ``embed_length`` predicts the total length (optionally as an offset)."""
 
     family = "cmlm"
+    has_bos = True
 
     def __init__(self, model, tgt_dict):
         super().__init__(model, tgt_dict)
         self.mask = self.unk
-        self.max_target_length = model.max_positions()[1]
 
     def _encode_one(self, src_tokens):
         return self.model.encoder(src_tokens, src_lengths=src_tokens.new_tensor([src_tokens.size(1)]))
@@ -181,18 +184,6 @@ class CMLMAdapter(ModelAdapter):
         if dec.pred_length_offset:  # classes are offsets from the source length
             lengths = lengths - 128 + src_tokens.size(1)
         return lp, lengths
-
-    def target_rows(self, lengths):
-        S, L = lengths.numel(), int(lengths.max())
-        ar = torch.arange(L, device=lengths.device)[None, :]
-        inside = ar < lengths[:, None]
-        tokens = torch.full((S, L), self.pad, dtype=torch.long, device=lengths.device)
-        tokens[inside] = self.mask
-        tokens[:, 0] = self.bos
-        last = ar == (lengths[:, None] - 1)
-        tokens[last] = self.eos
-        free = inside & ~last & (ar > 0)
-        return tokens, free, free
 
     def _features(self, tokens, enc):
         return self.model.decoder.extract_features(tokens, encoder_out=enc)[0]
