@@ -82,8 +82,8 @@ class _Encoder:
                 self.codes = BPE(f)
 
     def __call__(self, line: str) -> str:
-        if self.tok is not None:
-            line = self.tok.tokenize(line, return_str=True, escape=False)
+        if self.tok is not None:  # as fairseq's --tokenizer moses (dash splits, escaping)
+            line = self.tok.tokenize(line, aggressive_dash_splits=True, return_str=True, escape=True)
         if self.bpe == "sentencepiece":
             return " ".join(self.sp.encode(line, out_type=str))
         if self.bpe == "subword_nmt":

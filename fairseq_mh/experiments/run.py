@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ from .spec import ExperimentError, Run, check_config, curve_mode
 log = logging.getLogger("fairseq_mh.experiments")
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "configs"
+CONFIG_DIR = Path(os.environ.get("FAIRSEQ_MH_CONFIGS", REPO / "configs"))  # a checkout's configs/
 CONFIG_NAME = "runner"  # not "config": importing fairseq registers a structured config of that name
 PROG = "fairseq-mh-experiment"
 
@@ -391,6 +392,17 @@ def sweep_tag(argv: List[str], job: List[str]) -> str:
                     if o.key_or_group in swept)
 
 
+def forget_fairseq_configs() -> None:
+    """Drops the structured configs importing fairseq put in Hydra's ConfigStore (model, task,
+    optimizer, ... groups), which would otherwise show up among this app's choices.  Only for
+    the runner's own process: fairseq code in the same process may need them."""
+    from hydra.core.config_store import ConfigStore
+
+    repo = ConfigStore.instance().repo
+    for key in [k for k in repo if k != "hydra" and not k.startswith("_dummy")]:
+        del repo[key]
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     import hydra
 
@@ -404,4 +416,5 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
+    forget_fairseq_configs()
     main()
