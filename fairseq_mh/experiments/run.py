@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -98,8 +99,6 @@ def call_generate(cfg, data: Prepared, run: Run, options: Dict, folder: Path, du
             return done
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp"
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     cmd = _command(cfg, data, options, str(tmp / "trace.jsonl"), str(tmp / "samples.jsonl") if dump else None)
