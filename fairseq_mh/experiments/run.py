@@ -1,0 +1,419 @@
+"""The experiment runner, a Hydra app:
+
+    python -m fairseq_mh.experiments.run experiment=table1 [scale=paper] [decode.num_chains=5] ...
+    python -m fairseq_mh.experiments.run sampler=mh_local            # one setting
+    python -m fairseq_mh.experiments.run -m experiment=table1,table2 seed=1,2,3   # sweeps
+
+For each experiment: prepare the data once (cache), run fairseq-mh-generate per run (and per
+curve epoch) with --mh-trace, keep each call's output in ``runs/RUN/...`` (reused unless
+``force=true``), then write NAME.csv, NAME.md, curves.csv, results.json and energy.png,
+bleu.png, acceptance.png into ``${out_dir}/${name}/``.  Every setting is checked before the
+first run; a mistake is reported in one line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from .aggregate import (
+    atomic_write,
+    bleu,
+    bleu_from_dump,
+    detokenizer,
+    parse_generate,
+    read_trace,
+    summarize_trace,
+    write_curves_csv,
+    write_plots,
+    write_tables,
+)
+from .data import Prepared, _env, file_stamp, prepare_data, tool
+from .spec import ExperimentError, Run, check_config, curve_mode
+
+log = logging.getLogger("fairseq_mh.experiments")
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = Path(os.environ.get("FAIRSEQ_MH_CONFIGS", REPO / "configs"))  # a checkout's configs/
+CONFIG_NAME = "runner"  # not "config": importing fairseq registers a structured config of that name
+PROG = "fairseq-mh-experiment"
+
+OmegaConf.register_new_resolver("fmh_repo", lambda: str(REPO), replace=True)
+
+__all__ = ["run_experiment", "compose_config", "curve_epochs", "main", "CONFIG_DIR"]
+
+
+# ------------------------------------------------------------------------------ one call
+def _flags(options: Dict) -> List[str]:
+    out = []
+    for k, v in options.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            if v:
+                out.append(flag)
+        elif v is not None:
+            out += [flag, str(v)]
+    return out
+
+
+def _command(cfg, data: Prepared, options: Dict, trace: str, dump: Optional[str]) -> List[str]:
+    m, d, g = cfg.model, cfg.data, cfg.generate
+    cmd = list(g.cmd)
+    first = cmd[0] if "/" in cmd[0] else tool(cmd[0])
+    cmd = [first, *cmd[1:], str(data.bin_dir), "--task", m.task, "--path", str(m.checkpoint),
+           "--gen-subset", "test", "--source-lang", d.src_lang, "--target-lang", d.tgt_lang,
+           "--batch-size", str(g.batch_size), "--cpu", "--seed", str(cfg.seed), "--num-workers", "0",
+           "--mh-trace", trace]
+    if dump:
+        cmd += ["--mh-dump-samples", dump]
+    if m.bpe:
+        cmd += ["--post-process", m.bpe]
+    if m.tokenizer:
+        cmd += ["--tokenizer", m.tokenizer]
+    return cmd + _flags(options) + [str(a) for a in g.extra_args]
+
+
+def call_generate(cfg, data: Prepared, run: Run, options: Dict, folder: Path, dump: bool = False) -> dict:
+    """One fairseq-mh-generate call; its outputs go to ``folder`` (trace.jsonl, stdout.txt,
+    stderr.txt, done.json), written whole or not at all, and reused when the inputs match."""
+    cmd = _command(cfg, data, options, "TRACE", "DUMP" if dump else None)
+    key = hashlib.sha1(json.dumps({
+        "cmd": cmd[1:], "tool": Path(cmd[0]).name, "data": data.key, "checkpoint": file_stamp(cfg.model.checkpoint),
+    }, sort_keys=True).encode()).hexdigest()
+    done_path = folder / "done.json"
+    if done_path.is_file() and not cfg.force:
+        done = json.loads(done_path.read_text())
+        if done.get("key") == key:
+            done["reused"] = True
+            return done
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    cmd = _command(cfg, data, options, str(tmp / "trace.jsonl"), str(tmp / "samples.jsonl") if dump else None)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(cfg))
+    wall = time.perf_counter() - t0
+    (tmp / "stdout.txt").write_text(p.stdout, encoding="utf-8")
+    (tmp / "stderr.txt").write_text(p.stderr, encoding="utf-8")
+    if p.returncode != 0:
+        if dump and "--mh-dump-samples" in p.stderr and "unrecognized" in p.stderr:
+            raise ExperimentError(
+                f"run '{run.name}': this fairseq-mh-generate has no --mh-dump-samples: use curves.bleu=rerun or off"
+            )
+        errs = [l for l in p.stderr.splitlines() if l.strip()]
+        last = next((l for l in reversed(errs) if ": error:" in l), errs[-1] if errs else "(no output)")
+        raise ExperimentError(f"run '{run.name}': fairseq-mh-generate exited {p.returncode}: {last.strip()} "
+                              f"(full output in {tmp})")
+    out = parse_generate(p.stdout, p.stderr)
+    n = len(data.references)
+    missing = [i for i in range(n) if i not in out["D"]]
+    if missing:
+        raise ExperimentError(f"run '{run.name}': no hypothesis for {len(missing)} of {n} sentences (see {tmp})")
+    done = {
+        "key": key,
+        "cmd": cmd,
+        "wall_s": wall,
+        "decode_s": out["decode_s"],
+        "hyps": [out["D"][i] for i in range(n)],
+        "p_len": [out["P_len"].get(i) for i in range(n)],
+        "finished": datetime.now().isoformat(timespec="seconds"),
+    }
+    (tmp / "done.json").write_text(json.dumps(done, ensure_ascii=False, indent=1), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    done["reused"] = False
+    return done
+
+
+# ------------------------------------------------------------------------------ one run
+def curve_epochs(post_epochs: int, points: Optional[int]) -> List[int]:
+    """Post-burn-in epochs of a curve: all, or ``points`` evenly spaced (first and last in)."""
+    if post_epochs <= 0:
+        return []
+    if points is None or points >= post_epochs:
+        return list(range(post_epochs))
+    if points == 1:
+        return [post_epochs - 1]
+    return sorted({round(k * (post_epochs - 1) / (points - 1)) for k in range(points)})
+
+
+def _retrace_diff(main_trace: List[dict], rerun_trace: List[dict], epoch: int) -> float:
+    """Largest energy difference between chain 0 of the main run and the rerun at ``epoch``."""
+    ref = {(r["id"], r["length_rank"]): r for r in main_trace if r["chain"] == 0 and r["epoch"] == epoch}
+    worst = 0.0
+    for r in rerun_trace:
+        if r["epoch"] != epoch:
+            continue
+        m = ref.get((r["id"], r["length_rank"]))
+        if m is None:
+            return float("inf")
+        worst = max(worst, abs(m["energy_local"] - r["energy_local"]), abs(m["energy_raw"] - r["energy_raw"]))
+    return worst
+
+
+def run_one(cfg, data: Prepared, run: Run, folder: Path, i: int, n: int) -> dict:
+    mode = curve_mode(cfg)
+    o = run.options
+    what = (f"{o.get('sampler')}, {o.get('mh_epochs')} epochs, {o.get('num_chains')} chains"
+            if run.is_chain else f"{o.get('sampler')}, {o.get('decoding_iterations')} iterations")
+    log.info("[%d/%d] %s (%s) on %d sentences", i, n, run.name, what, len(data.references))
+    main = call_generate(cfg, data, run, o, folder / "main", dump=(mode == "dump" and run.is_chain))
+    trace = read_trace(folder / "main" / "trace.jsonl")
+    refs = data.references
+    ids = list(range(len(refs)))
+    offset = cfg.model.fixed_symbols - 1  # printed positional scores -> candidate length
+    out_len = {i: pl + offset for i, pl in enumerate(main["p_len"]) if pl is not None}
+    s = summarize_trace(trace, run, cfg.model.fixed_symbols, ids, out_len)
+    result = {"run": run.name, "setting": run.setting, "label": run.label, "grid": run.grid, "options": o,
+              "BLEU": bleu(main["hyps"], refs), "wall_s": main["wall_s"], "decode_s": main["decode_s"],
+              "reused": main["reused"], **s}
+    bleu_curve: Dict[int, dict] = {}
+    if run.is_chain and mode != "off":
+        post = o["mh_epochs"] - o["burn_in"]
+        wanted = curve_epochs(post, cfg.curves.points)
+        if mode == "dump":
+            dump = read_trace(folder / "main" / "samples.jsonl")
+            full = bleu_from_dump(dump, trace, run, cfg.model.fixed_symbols, ids, refs,
+                                  detokenizer(cfg.model, cfg.data.tgt_lang))
+            bleu_curve = {e: full[e] for e in wanted if e in full}
+        elif run.is_block and not o.get("no_block_anneal", False):
+            log.warning("%s: no BLEU curve from reruns: the annealed block size depends on --mh-epochs "
+                        "(use curves.bleu=dump)", run.name)
+        else:
+            for k, e in enumerate(wanted, 1):
+                opts = {**o, "num_chains": 1, "mh_epochs": o["burn_in"] + e + 1, "burn_in": o["burn_in"] + e,
+                        "mh_select": "last"}
+                c = call_generate(cfg, data, run, opts, folder / f"epoch{e:03d}")
+                diff = _retrace_diff(trace, read_trace(folder / f"epoch{e:03d}" / "trace.jsonl"), o["burn_in"] + e)
+                b = bleu(c["hyps"], refs)
+                bleu_curve[e] = {"bleu": b, "chains": 1, "retrace_max_abs_diff": diff, "wall_s": c["wall_s"]}
+                if diff > 1e-3:
+                    log.warning("%s: the rerun for epoch %d does not retrace chain 0 (energies differ by %.3g); "
+                                "its BLEU is of a different chain", run.name, e, diff)
+                log.info("[%d/%d] %s: BLEU at post-burn-in epoch %d (%d/%d): %.2f", i, n, run.name, e, k,
+                         len(wanted), b)
+    result["bleu_curve"] = bleu_curve
+    if bleu_curve:
+        vals = [v["bleu"] for v in bleu_curve.values()]
+        result.update(BLEU_epoch_avg=sum(vals) / len(vals), BLEU_epoch_best=max(vals),
+                      BLEU_curve_chains=max(v["chains"] for v in bleu_curve.values()))
+    atomic_write(folder / "result.json", json.dumps(result, indent=1, ensure_ascii=False, default=str))
+    log.info("[%d/%d] %s: %s in %.1f s: BLEU %.2f, E_norm/sent %.2f%s", i, n, run.name,
+             "reused" if main["reused"] else "done", main["wall_s"], result["BLEU"], s["E_norm"] / len(refs),
+             "" if s["acceptance"] is None else f", acceptance {s['acceptance']:.3f}, novel {s['novel']:.3f}")
+    return result
+
+
+def table_row(r: dict) -> dict:
+    o = r["options"]
+    n = r["sentences"]
+    row = {
+        "run": r["run"], "label": r["label"], **r["grid"], "sampler": o.get("sampler"),
+        "energy": o.get("energy") if o.get("sampler") in ("mh", "block-mh") else None,
+        "E_norm_x1e-3": r["E_norm"] / 1000, "E_norm_best_x1e-3": r["E_norm_best"] / 1000,
+        "E_norm_per_sentence": r["E_norm"] / n, "E_raw_x1e-3": r["E_raw"] / 1000,
+        "novel": r["novel"], "acceptance": r["acceptance"], "BLEU": r["BLEU"],
+        "BLEU_epoch_avg": r.get("BLEU_epoch_avg"), "BLEU_epoch_best": r.get("BLEU_epoch_best"),
+        "BLEU_curve_chains": r.get("BLEU_curve_chains"), "sentences": n,
+        "wall_s": r["wall_s"], "decode_s": r["decode_s"], "model_rows": r["model_rows"], "report_rows": r["report_rows"],
+        "rows_per_s": r["rows"] / r["decode_s"] if r.get("decode_s") else None,
+    }
+    if o.get("sampler") == "mask-predict":
+        row.update(mh_epochs=None, burn_in=None, num_chains=None, length_beam=o.get("length_beam"))
+    else:
+        row.update({k: o.get(k) for k in ("mh_epochs", "burn_in", "num_chains", "length_beam")})
+    return row
+
+
+# ------------------------------------------------------------------------------ experiment
+def results_dir(cfg) -> Path:
+    """${out_dir}/${name}, or ${out_dir}/${name}--${tag} (multirun jobs: tag = their overrides)."""
+    tag = str(cfg.tag or "").replace("/", "_").replace(" ", "")
+    return Path(cfg.out_dir) / (f"{cfg.name}--{tag}" if tag else cfg.name)
+
+
+def run_experiment(cfg: DictConfig) -> Path:
+    """Runs every run of the config and writes the experiment's tables and plots."""
+    runs = check_config(cfg)
+    out = results_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(cfg)
+    if cfg.dry_run:
+        return dry_run(cfg, data, runs, out)
+    log.info("%s: %d runs, %d sentences of %s, results in %s", cfg.name, len(runs), len(data.references),
+             cfg.data.name, out)
+    t0 = time.perf_counter()
+    results = [run_one(cfg, data, r, out / "runs" / r.name, k, len(runs)) for k, r in enumerate(runs, 1)]
+    rows = [table_row(r) for r in results]
+    d = cfg.data
+    header = "\n".join([
+        f"# {cfg.name}: {cfg.description or ''}".rstrip(": "),
+        "",
+        f"Model `{cfg.model.name}`; data `{d.name}`: {len(data.references)} sentences"
+        + (f" with sources of at most {d.max_source_len} model tokens" if d.max_source_len else "")
+        + f"; seed {cfg.seed}; curves.bleu={curve_mode(cfg)}; written {datetime.now().isoformat(timespec='seconds')}.",
+    ])
+    grid_keys = list(runs[0].grid) if runs else []
+    write_tables(out, out.name, rows, grid_keys, header)
+    write_curves_csv(out, results)
+    write_plots(out, results, cfg.name)
+    atomic_write(out / "results.json", json.dumps({"config": OmegaConf.to_container(cfg, resolve=True),
+                                                   "runs": results}, indent=1, ensure_ascii=False, default=str))
+    log.info("%s: finished in %.1f s: %s", cfg.name, time.perf_counter() - t0, out / f"{cfg.name}.md")
+    return out
+
+
+def dry_run(cfg, data: Prepared, runs: List[Run], out: Path) -> Path:
+    """Writes estimate.md: each run's decoder rows and hours at estimate.rows_per_s."""
+    from .estimate import rows_for_run
+
+    tgt = (data.folder / f"test.{cfg.data.tgt_lang}").read_text(encoding="utf-8").splitlines()
+    lengths = [len(l.split()) for l in tgt]
+    rate = float(cfg.estimate.rows_per_s)
+    lines = [f"# {cfg.name}: cost estimate", "",
+             f"{len(lengths)} sentences (mean reference length {sum(lengths) / len(lengths):.1f} tokens), "
+             f"{rate:g} rows/s, moved fraction {cfg.estimate.moved}; curves.bleu={curve_mode(cfg)}.", "",
+             "| run | rows (main) | rows (curves) | hours |", "|---|---|---|---|"]
+    total = 0.0
+    for r in runs:
+        e = rows_for_run(r, lengths, float(cfg.estimate.moved), curve_mode(cfg),
+                         lambda post: curve_epochs(post, cfg.curves.points))
+        h = (e["main"] + e["curves"]) / rate / 3600
+        total += h
+        lines.append(f"| {r.name} | {e['main']:,.0f} | {e['curves']:,.0f} | {h:.2f} |")
+        log.info("%s: about %.0f rows (+%.0f for curves): %.2f h", r.name, e["main"], e["curves"], h)
+    lines += ["", f"Total: about **{total:.1f} hours** of decoding (plus ~10 s of start-up per call)."]
+    atomic_write(out / "estimate.md", "\n".join(lines) + "\n")
+    log.info("%s: estimated %.1f hours in all (%s)", cfg.name, total, out / "estimate.md")
+    return out
+
+
+# ------------------------------------------------------------------------------ entry points
+def one_line(e: BaseException) -> str:
+    """An exception's message (Hydra's and OmegaConf's are several lines) as one line."""
+    msg = str(e) or (str(e.__cause__) if e.__cause__ else type(e).__name__)
+    if e.__cause__ is not None and str(e.__cause__) and str(e.__cause__) not in msg:
+        msg += "\n" + str(e.__cause__)
+    msg = msg.split("Config search path:")[0]
+    keep, options = [], False
+    for l in msg.splitlines():
+        l = l.strip()
+        if not l or l.startswith(("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=",
+                                  "reference_type=")):
+            continue
+        if options and keep[-1].endswith(":"):
+            keep[-1] += " " + l
+        elif options:
+            keep[-1] += ", " + l
+        else:
+            keep.append(l)
+        options = options or l.startswith("Available options")
+    return " ".join(keep)
+
+
+def fail(e: BaseException) -> None:
+    print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _errors():
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fairseq_mh.core.config import ConfigError
+
+    return (ExperimentError, ConfigError, OmegaConfBaseException, HydraException)
+
+
+def compose_config(overrides: List[str]) -> DictConfig:
+    """The composed config for ``overrides`` (Hydra's compose API; used by checks and tests)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+
+
+def job_overrides(args: List[str], multirun: bool) -> List[List[str]]:
+    """The override lists of the jobs a command line starts (one unless it sweeps)."""
+    if not multirun:
+        return [args]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(args)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def precheck(argv: List[str]) -> None:
+    """Composes and checks every job of the command line before Hydra starts the first one."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return  # --help, --cfg, --config-dir, ...: Hydra's business
+    args = [a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    for job in job_overrides(args, multirun):
+        check_config(compose_config(job))
+
+
+def _app(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and not cfg.tag:  # a sweep: one results folder per job
+        OmegaConf.update(cfg, "tag", sweep_tag(sys.argv[1:], list(hc.overrides.task)), force_add=True)
+    try:
+        run_experiment(cfg)
+    except _errors() as e:
+        fail(e)
+
+
+def sweep_tag(argv: List[str], job: List[str]) -> str:
+    """The job's values of the keys the command line sweeps, e.g. 'seed=2' (not the experiment:
+    its name tells the folders apart already)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    args = [a for a in argv if not a.startswith("-")]
+    swept = {o.key_or_group for o in parser.parse_overrides(args) if o.is_sweep_override()} - {"experiment"}
+    return ",".join(f"{o.key_or_group}={o.get_value_element_as_str()}" for o in parser.parse_overrides(job)
+                    if o.key_or_group in swept)
+
+
+def forget_fairseq_configs() -> None:
+    """Drops the structured configs importing fairseq put in Hydra's ConfigStore (model, task,
+    optimizer, ... groups), which would otherwise show up among this app's choices.  Only for
+    the runner's own process: fairseq code in the same process may need them."""
+    from hydra.core.config_store import ConfigStore
+
+    repo = ConfigStore.instance().repo
+    for key in [k for k in repo if k != "hydra" and not k.startswith("_dummy")]:
+        del repo[key]
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    import hydra
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        precheck(argv)
+    except _errors() as e:
+        fail(e)
+    sys.argv = [sys.argv[0], *argv]
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)(_app)()
+
+
+if __name__ == "__main__":
+    forget_fairseq_configs()
+    main()
