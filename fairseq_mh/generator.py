@@ -50,7 +50,7 @@ class MHGenerator:
         nbest: int = 1,
         max_tokens: int = 32768,
         trace_path: Optional[str] = None,
-        trace_samples: bool = False,
+        dump_path: Optional[str] = None,
     ):
         self.cfg = sampler_cfg.validate()
         self.tgt_dict = tgt_dict
@@ -63,8 +63,8 @@ class MHGenerator:
         self.pad = tgt_dict.pad()
         self.symbols_to_strip_from_output = {tgt_dict.bos(), tgt_dict.eos()}
         self.trace_path = trace_path
-        self.trace_samples = trace_samples
         self._trace = open(trace_path, "w", encoding="utf-8") if trace_path else None
+        self._dump = open(dump_path, "w", encoding="utf-8") if dump_path else None
         self.totals = {"sentences": 0, "rows": 0, "calls": 0}
 
     # ------------------------------------------------------------------
@@ -101,6 +101,8 @@ class MHGenerator:
         self.totals["calls"] += ev.calls
         if self._trace is not None:
             self._write_trace(res, ids, cand, l)
+        if self._dump is not None:
+            self._write_samples(res, ids, l)
         return [self._hypotheses(res, b, l, cand) for b in range(B)]
 
     def _content_ids(self, src_tokens):
@@ -167,15 +169,30 @@ class MHGenerator:
 
     # ------------------------------------------------------------------
     def _write_trace(self, res, ids, cand, l):
+        """Per-epoch records of every chain; for chain samplers also one record per start
+        (``epoch`` -1, ``chain`` -1) with the warm-start state's energies and the rows it cost."""
         st = res.stats
         lengths = cand.reshape(-1)
         E = st.energy.size(0)
+        lines = []
+        if self.cfg.is_chain:
+            for s in range(res.start_tokens.size(0)):
+                b, j = divmod(s, l)
+                lines.append({
+                    "id": int(ids[b]), "length": int(lengths[s]), "length_rank": j, "chain": -1, "epoch": -1,
+                    "record": "start", "sampler": self.cfg.sampler, "target_energy": self.cfg.energy,
+                    "energy_raw": float(res.start_energy[s, 0]), "energy_local": float(res.start_energy[s, 1]),
+                    "proposals": 0, "acceptance": None, "novel": None, "rows": int(res.start_rows[s]),
+                    "report_rows": 0, "target_temperature": None, "block_size": None, "burn_in": True,
+                    "n_free": int(res.n_free[s * self.cfg.num_chains]),
+                    "text": self._text(res.start_tokens[s]),
+                })
         for c in range(res.start.numel()):
             s = int(res.start[c])
             b, j = divmod(s, l)
             for e in range(E):
                 prop = int(st.proposals[e, c])
-                rec = {
+                lines.append({
                     "id": int(ids[b]),
                     "length": int(lengths[s]),
                     "length_rank": j,
@@ -194,14 +211,30 @@ class MHGenerator:
                     "block_size": st.block_size[e],
                     "burn_in": e < self.cfg.burn_in,
                     "n_free": int(res.n_free[c]),
-                }
-                if self.trace_samples:
-                    state = res.states[e, c]
-                    rec["text"] = self.tgt_dict.string(state[state.ne(self.pad)], extra_symbols_to_ignore=self.symbols_to_strip_from_output)
-                self._trace.write(json.dumps(rec) + "\n")
+                })
+        self._trace.write("".join(json.dumps(r) + "\n" for r in lines))
         self._trace.flush()
 
+    def _write_samples(self, res, ids, l):
+        """Every post-burn-in state of every chain (the samples), as text without specials."""
+        first = self.cfg.burn_in if self.cfg.is_chain else 0
+        lines = []
+        for c in range(res.start.numel()):
+            b, j = divmod(int(res.start[c]), l)
+            for e in range(first, res.states.size(0)):
+                lines.append(json.dumps({
+                    "id": int(ids[b]), "length_rank": j, "chain": c % self.cfg.num_chains if self.cfg.is_chain else 0,
+                    "epoch": e, "tokens": self._text(res.states[e, c]),
+                }) + "\n")
+        self._dump.write("".join(lines))
+        self._dump.flush()
+
+    def _text(self, row):
+        return self.tgt_dict.string(row[row.ne(self.pad)], extra_symbols_to_ignore=self.symbols_to_strip_from_output)
+
     def close(self):
-        if self._trace is not None:
-            self._trace.close()
-            self._trace = None
+        for name in ("_trace", "_dump"):
+            f = getattr(self, name)
+            if f is not None:
+                f.close()
+                setattr(self, name, None)

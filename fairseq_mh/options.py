@@ -79,9 +79,10 @@ class MHDecodingConfig(FairseqDataclass):
     mh_trace: Optional[str] = field(
         default=None, metadata={"help": "write per-epoch chain statistics as JSON lines to this file"}
     )
-    mh_trace_samples: bool = field(
-        default=False,
-        metadata={"help": "also write each chain's state at every epoch (its text) into the --mh-trace file"},
+    mh_dump_samples: Optional[str] = field(
+        default=None,
+        metadata={"help": "write every post-burn-in state of every chain as JSON lines (id, length_rank, chain, "
+                          "epoch, tokens) to this file"},
     )
     mh_max_tokens: int = field(
         default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}

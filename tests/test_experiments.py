@@ -303,50 +303,11 @@ def test_multirun_sweep_gets_a_folder_per_job_and_dry_run_estimates(smoke):
         assert not (out / "runs").exists()
 
 
-MOCK = r'''
-"""fairseq-mh-generate plus the --mh-dump-samples FILE the runner asks the plug-in for: one JSON
-line per sentence, length candidate, chain and post-burn-in epoch with the state's tokens."""
-import json, sys
-import torch
-import fairseq_mh
-from fairseq_mh.generator import MHGenerator
-
-args = sys.argv[1:]
-i = args.index("--mh-dump-samples")
-dump = open(args[i + 1], "w")
-del args[i:i + 2]
-write_trace = MHGenerator._write_trace
-
-
-def _write_trace(self, res, ids, cand, l):
-    write_trace(self, res, ids, cand, l)
-    d = self.tgt_dict
-    drop = {d.pad(), d.bos(), d.eos()}
-    for c in range(res.start.numel()):
-        s = int(res.start[c])
-        b, j = divmod(s, l)
-        chain = c - int((res.start == s).nonzero()[0])
-        for k in range(res.samples.size(0)):
-            toks = torch.tensor([t for t in res.samples[k, c].tolist() if t not in drop])
-            dump.write(json.dumps({"id": int(ids[b]), "length_rank": j, "chain": chain,
-                                   "epoch": self.cfg.burn_in + k, "tokens": d.string(toks)}) + "\n")
-    dump.flush()
-
-
-MHGenerator._write_trace = _write_trace
-sys.argv = ["fairseq-mh-generate", *args]
-from fairseq_mh.cli import generate
-generate()
-'''
-
-
 def test_sample_dumps_give_curves_over_all_chains(smoke, tmp_path):
-    """With curves.bleu=dump (plug-in option mocked here), every chain's state enters the BLEU
-    curve; chain 0's dumped states are exactly the reruns' outputs."""
-    mock = tmp_path / "mock_generate.py"
-    mock.write_text(MOCK)
+    """With curves.bleu=dump (the plug-in's --mh-dump-samples), every chain's state enters the
+    BLEU curve; chain 0's dumped states are exactly the reruns' outputs."""
     run_cli("sampler=mh_local", "scale=smoke", "name=dump", "curves.bleu=dump",
-            f"generate.cmd=['{sys.executable}','{mock}']", *tiny_args(smoke["model"], smoke["work"]))
+            *tiny_args(smoke["model"], smoke["work"]))
     out = smoke["work"] / "results" / "dump"
     (row,) = read_csv(out / "dump.csv")
     assert int(row["BLEU_curve_chains"]) == 2 and num(row["BLEU_epoch_avg"]) is not None

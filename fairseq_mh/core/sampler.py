@@ -79,6 +79,9 @@ class ChainResult:
     start: torch.Tensor  # [C] index of the chain's start
     stats: EpochStats
     init_rows: int  # rows shared by the chains of a start (warm start, first energies)
+    start_tokens: Optional[torch.Tensor] = None  # [S, L] the warm-start state of each start
+    start_energy: Optional[torch.Tensor] = None  # [S, 2] its energies (raw, local)
+    start_rows: Optional[torch.Tensor] = None  # [S] rows each start cost before its chains ran
     terms: Optional[torch.Tensor] = None  # [C, L, 2] energy terms of the selected states (0 off free)
     states: Optional[torch.Tensor] = None  # [E, C, L] every chain's state at each epoch's end
     samples: Optional[torch.Tensor] = None  # [E - burn_in, C, L] post-burn-in states (a view)
@@ -174,19 +177,20 @@ class ChainSampler:
 
     # ------------------------------------------------------------------ warm start
     def _initial_state(self, starts: Starts) -> tuple:
+        """Warm-start tokens and the rows each start spent on them."""
         cfg = self.cfg
         tokens = starts.tokens.clone()
-        rows_before = self.ev.rows
+        rows = torch.zeros(tokens.size(0), dtype=torch.long)
         if cfg.warm_start in ("greedy", "mask-predict"):
             iters = 1 if cfg.warm_start == "greedy" else cfg.decoding_iterations
             mp = mask_predict(self.ev, tokens, starts.free, starts.context, self.mask, iters, allowed=self.allowed,
                               min_remask=cfg.mask_predict_min_remask)
-            tokens = mp.tokens
+            tokens, rows = mp.tokens, mp.rows
         else:
             bad = starts.free & ~self.allowed[tokens.clamp(min=0)]
             if bad.any():
                 raise ValueError("warm_start='given' needs ordinary tokens at every free position")
-        return tokens, self.ev.rows - rows_before
+        return tokens, rows
 
     # ------------------------------------------------------------------ one step
     def _step(self, st: _State, pos: torch.Tensor, epoch: int, step: int, tau: float, forced: bool, acc):
@@ -326,11 +330,10 @@ class ChainSampler:
             return self._run_mask_predict(starts)
         cfg = self.cfg
         S, L = starts.tokens.shape
-        tokens, init_rows = self._initial_state(starts)
+        tokens, warm_rows = self._initial_state(starts)
         st0 = _State(tokens, starts.free.clone(), starts.context, starts.keys)
-        rows_before = self.ev.rows
         self._fill_cache(st0)  # conditionals and energies of each start, shared by its chains
-        init_rows += self.ev.rows - rows_before
+        start_rows = warm_rows + st0.rows
         st = st0.expand(cfg.num_chains)
         C = st.tokens.size(0)
         E = cfg.mh_epochs
@@ -377,7 +380,10 @@ class ChainSampler:
             n_free=n_free,
             start=torch.arange(S).repeat_interleave(cfg.num_chains),
             stats=es,
-            init_rows=init_rows,
+            init_rows=int(start_rows.sum()),
+            start_tokens=tokens,
+            start_energy=st0.energy(),
+            start_rows=start_rows,
             terms=sample_terms[pick, ar],
             states=states,
             samples=samples,

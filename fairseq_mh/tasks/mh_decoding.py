@@ -117,5 +117,5 @@ class MHDecodingMixin:
             nbest=nbest,
             max_tokens=cfg.mh_max_tokens,
             trace_path=cfg.mh_trace,
-            trace_samples=cfg.mh_trace_samples,
+            dump_path=cfg.mh_dump_samples,
         )
