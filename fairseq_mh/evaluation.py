@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import torch
-
 __all__ = ["Decoder", "RunSummary", "load_decoder"]
 
 

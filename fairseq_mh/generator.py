@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import List, Optional
 
 import torch

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fairseq_mh.experiments import run as runner
-from fairseq_mh.experiments.spec import ExperimentError, check_config
+from fairseq_mh.experiments.spec import check_config
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
