@@ -281,8 +281,8 @@ def check_inputs(args, gen_args: List[str]) -> dict:
         raise UsageError(f"--num-shards must be >= 1 (got {args.num_shards})")
     if not 0 <= args.shard_id < args.num_shards:
         raise UsageError(f"--shard-id must be in 0..{args.num_shards - 1} (got {args.shard_id})")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1 (got {args.batch_size})")
+    if args.batch_size < 1 or args.workers < 1:
+        raise UsageError(f"--batch-size and --workers must be >= 1 (got {args.batch_size}, {args.workers})")
     for a in gen_args:
         name = a.split("=", 1)[0]
         if name in RESERVED:

@@ -151,6 +151,10 @@ def test_end_to_end_reports_both_bleus(toy, full_run):
 
     assert scores["sacrebleu"]["score"] == pytest.approx(sacrebleu.corpus_bleu(hyp_detok, [ref_raw]).score, abs=0.01)
     assert scores["sacrebleu"]["signature"] == sig and scores["sentences"] == n
+    # no BPE and no <unk> here, so fairseq-generate's own BLEU (the number Mask-Predict printed)
+    # is the same tokenized BLEU
+    fairseq_bleu = parse_generate((out / "shards" / "shard-0-of-1.txt").read_text())["BLEU"]
+    assert float(fairseq_bleu.split("BLEU4 = ")[1].split(",")[0]) == pytest.approx(float(t.group(1)), abs=0.01)
     assert (out / "scores.txt").read_text().splitlines()[0] in p.stdout
     assert lines(out / "prep" / "ref.raw.en") == ref_raw
     assert not temp_leftovers(out)
@@ -336,6 +340,9 @@ def test_romanian_normalisation():
     pre = wmt_eval.Preprocessor("ro")
     assert pre.tokenize("\u015eeful ONU declar\u0103 c\u0103 \u201enu exist\u0103\u201d") == \
         "Seful ONU declara ca \u201e nu exista \u201d"
+    # --normalize-punctuation: Moses normalize-punctuation first (Romanian quotes become ")
+    assert wmt_eval.Preprocessor("ro", normalize_punctuation=True).tokenize("\u201enu \u0219tiu\u201d") == \
+        "&quot; nu stiu &quot;"
     # other languages keep their diacritics; Moses escapes as tokenizer.perl's default
     assert wmt_eval.Preprocessor("en").tokenize("\u0219i don't \"x\" & y") == \
         "\u0219i don &apos;t &quot; x &quot; &amp; y"
