@@ -19,8 +19,9 @@ on a re-run when its output exists and was made from the same inputs:
    Mask-Predict reports it (whitespace tokens of the Moses-tokenized, BPE-removed hypothesis
    vs the Moses-tokenized reference, case-sensitive, no smoothing: multi-bleu.perl semantics).
 
-Every mistake in the input stops the script with one line on stderr and exit status 2,
-before anything is written.
+Every mistake in the input stops the script before anything is written, with one line on
+stderr and exit status 2; a failing fairseq tool is reported the same way (its error line,
+and its log under OUT/logs) and leaves no partial output of its step.
 """
 
 from __future__ import annotations
