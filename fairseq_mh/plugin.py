@@ -27,4 +27,30 @@ def register() -> None:
         module = importlib.import_module(name)
         if hasattr(module, "install"):
             module.install()
+    _shard_by_num_shards()
     _registered = True
+
+
+def _shard_by_num_shards() -> None:
+    """fairseq 0.12's generate shards by --distributed-world-size/--distributed-rank and
+    ignores --num-shards/--shard-id (each shard would decode everything); map the latter onto
+    the former when they are given."""
+    import fairseq_cli.generate as generate
+
+    original = generate._main
+    if getattr(original, "_fairseq_mh", False):
+        return
+
+    def _main(cfg, output_file):
+        ds, dt = cfg.dataset, cfg.distributed_training
+        if ds.num_shards > 1 and dt.distributed_world_size == 1:
+            if not 0 <= ds.shard_id < ds.num_shards:
+                from .errors import UserError
+
+                raise UserError(f"--shard-id must be in [0, {ds.num_shards}) for --num-shards {ds.num_shards} "
+                                f"(got {ds.shard_id})")
+            dt.distributed_world_size, dt.distributed_rank = ds.num_shards, ds.shard_id
+        return original(cfg, output_file)
+
+    _main._fairseq_mh = True
+    generate._main = _main

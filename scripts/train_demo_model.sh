@@ -4,16 +4,19 @@
 #   bash scripts/train_demo_model.sh [WORKDIR]
 # Steps: a joint SentencePiece unigram model (4000 pieces) on train.de + train.en; encoded text;
 # fairseq-preprocess (joined dictionary); fairseq-train cmlm_transformer (2+2 layers, d 192) on
-# the CPU for a fixed time; the last checkpoint is stripped of optimizer state and stored in fp16.
+# the CPU until $DEMO_TRAIN_HOURS of training in all; the last checkpoint is stripped of optimizer
+# state and stored in fp16.  Re-running resumes: finished steps are skipped and fairseq-train
+# continues from WORKDIR/ckpt/checkpoint_last.pt (raise DEMO_TRAIN_HOURS to train longer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
 M30K=${MULTI30K:-../shared/data/multi30k}
 WORK=${1:-work/demo_model}
-HOURS=${DEMO_TRAIN_HOURS:-0.75}
+HOURS=${DEMO_TRAIN_HOURS:-1.5}
 [ -f "$M30K/train.de.gz" ] || { echo "error: Multi30k not found at $M30K (set MULTI30K)" >&2; exit 2; }
 mkdir -p "$WORK/raw" "$WORK/spm"
+if [ ! -f "$WORK/raw/val.spm.en" ]; then
 for split in train val; do
   for l in de en; do zcat "$M30K/$split.$l.gz" > "$WORK/raw/$split.$l"; done
 done
@@ -31,9 +34,10 @@ for split in ("train", "val"):
             for line in lines:
                 f.write(" ".join(sp.encode(line, out_type=str)) + "\n")
 PYEOF
-.venv/bin/fairseq-preprocess --source-lang de --target-lang en --trainpref "$WORK/raw/train.spm" \
+fi
+[ -f "$WORK/bin/dict.en.txt" ] || .venv/bin/fairseq-preprocess --source-lang de --target-lang en --trainpref "$WORK/raw/train.spm" \
   --validpref "$WORK/raw/val.spm" --destdir "$WORK/bin" --joined-dictionary --workers 2
-.venv/bin/fairseq-train "$WORK/bin" --task translation_lev --arch cmlm_transformer --noise random_mask \
+.venv/bin/fairseq-train "$WORK/bin" --user-dir fairseq_mh --task translation_lev --arch cmlm_transformer --noise random_mask \
   --criterion nat_loss --share-all-embeddings --encoder-layers 2 --decoder-layers 2 \
   --encoder-embed-dim 192 --decoder-embed-dim 192 --encoder-ffn-embed-dim 768 --decoder-ffn-embed-dim 768 \
   --encoder-attention-heads 4 --decoder-attention-heads 4 --optimizer adam --adam-betas '(0.9,0.98)' \
@@ -50,12 +54,13 @@ state = torch.load(f"{w}/ckpt/checkpoint_last.pt", weights_only=True)
 keep = {"cfg": state["cfg"], "args": state.get("args"),
         "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
         "optimizer_history": [{k: v for k, v in h.items() if k != "lr_scheduler_state"} for h in state["optimizer_history"]],
-        "extra_state": {"epoch": state["extra_state"]["epoch"]}, "last_optimizer_state": None}
+        "extra_state": {"train_iterator": {"epoch": state["extra_state"]["train_iterator"]["epoch"]}},
+        "last_optimizer_state": None}
 torch.save(keep, "demo/model/checkpoint.pt.tmp")
 shutil.move("demo/model/checkpoint.pt.tmp", "demo/model/checkpoint.pt")
 shutil.copy(f"{w}/spm/spm.model", "demo/model/spm.model")
 shutil.copy(f"{w}/bin/dict.de.txt", "demo/model/dict.de.txt")
 shutil.copy(f"{w}/bin/dict.en.txt", "demo/model/dict.en.txt")
-print("epoch", state["extra_state"]["epoch"], "updates", state["optimizer_history"][-1]["num_updates"])
+print("epoch", state["extra_state"]["train_iterator"]["epoch"], "updates", state["optimizer_history"][-1]["num_updates"])
 PYEOF
 ls -la demo/model
