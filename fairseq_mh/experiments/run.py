@@ -340,9 +340,16 @@ def _errors():
 def compose_config(overrides: List[str]) -> DictConfig:
     """The composed config for ``overrides`` (Hydra's compose API; used by checks and tests)."""
     from hydra import compose, initialize_config_dir
+    from hydra.version import VersionBase
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    # Hydra keeps the version base in a process-wide singleton; fairseq's own (1.1-style) use of
+    # hydra.experimental in the same process breaks once it says >= 1.2, so put it back.
+    previous = VersionBase.instance().version_base
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    finally:
+        VersionBase.instance().version_base = previous
 
 
 def job_overrides(args: List[str], multirun: bool) -> List[List[str]]:
