@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${FAIRSEQ_MH_VENV:-.venv}
-stamp="$VENV/.fairseq_mh_setup_v1"
-if [ -f "$stamp" ]; then
+stamp="$VENV/.fairseq_mh_setup"
+want=$(cat requirements.txt setup.py scripts/setup.sh | cksum)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "[setup] creating $VENV (first run only; building fairseq takes about 4 minutes on 2 cores)" >&2
@@ -21,5 +22,5 @@ pip install -r requirements.txt
   pip install --no-build-isolation --no-deps "fairseq-fixed==0.12.3.1"
 pip install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c "import fairseq_mh, fairseq" >/dev/null 2>&1
-touch "$stamp"
+echo "$want" > "$stamp"
 echo "[setup] done" >&2
