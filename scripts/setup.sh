@@ -11,7 +11,7 @@ want=$(cat requirements.txt setup.py scripts/setup.sh | cksum)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-echo "[setup] creating $VENV (first run only; building fairseq takes about 4 minutes on 2 cores)" >&2
+echo "[setup] installing into $VENV (first run: about 5 minutes, most of it building fairseq on 2 cores)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "torch==2.13.0"
