@@ -35,9 +35,10 @@ def _parse(argv=None):
     p.add_argument("--model", default=str(REPO / "demo" / "model"), help="folder with checkpoint.pt, dict.*.txt, spm.model")
     p.add_argument("--sentences", default=str(REPO / "demo" / "sentences"), help="PREFIX of PREFIX.de / PREFIX.en")
     p.add_argument("--out", default="demo_output", help="folder for the table, traces and plot")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--length-beam", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--burn-in", type=int, default=4)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--length-beam", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args(argv)
 
@@ -62,6 +63,8 @@ def main(argv=None) -> int:
         _fail(f"{prefix}.de has {len(src)} lines but {prefix}.en has {len(ref)}: give one reference per sentence")
     if args.epochs < 1 or args.chains < 1 or args.length_beam < 1:
         _fail("--epochs, --chains and --length-beam must be >= 1")
+    if not 0 <= args.burn_in < args.epochs:
+        _fail(f"--burn-in must be in [0, --epochs) (got {args.burn_in} with {args.epochs} epochs)")
 
     import logging
     import warnings
@@ -78,11 +81,12 @@ def main(argv=None) -> int:
     dec = load_decoder(model_dir / "checkpoint.pt", model_dir, "translation_mh", "de", "en", model_dir / "spm.model")
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    print(f"decoding {len(src)} sentences with {len(SETTINGS)} decoders "
-          f"({args.epochs} epochs, {args.chains} chains, length beam {args.length_beam}) ...", flush=True)
+    print(f"decoding {len(src)} sentences with {len(SETTINGS)} decoders ({args.epochs} epochs, burn-in "
+          f"{args.burn_in}, {args.chains} chains, length beam {args.length_beam}) ...", flush=True)
     for name, opts in SETTINGS.items():
         slug = name.replace(" ", "_")
-        sc = SamplerConfig(mh_epochs=args.epochs, num_chains=args.chains, seed=args.seed, **opts)
+        chain = dict(mh_epochs=args.epochs, burn_in=args.burn_in, num_chains=args.chains)
+        sc = SamplerConfig(seed=args.seed, **({} if opts["sampler"] == "mask-predict" else chain), **opts)
         run = dec.run(name, sc, src, ref, length_beam=args.length_beam, trace=out / f"trace_{slug}.jsonl")
         _write(out / f"hyp_{slug}.en", "\n".join(run.hypotheses) + "\n")
         runs.append(run)

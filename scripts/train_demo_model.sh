@@ -53,7 +53,7 @@ w = sys.argv[1]
 state = torch.load(f"{w}/ckpt/checkpoint_last.pt", weights_only=True)
 keep = {"cfg": state["cfg"], "args": state.get("args"),
         "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
-        "optimizer_history": [{k: v for k, v in h.items() if k != "lr_scheduler_state"} for h in state["optimizer_history"]],
+        "optimizer_history": state["optimizer_history"],
         "extra_state": {"train_iterator": {"epoch": state["extra_state"]["train_iterator"]["epoch"]}},
         "last_optimizer_state": None}
 torch.save(keep, "demo/model/checkpoint.pt.tmp")
