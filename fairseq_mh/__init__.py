@@ -8,6 +8,11 @@ when fairseq is installed; that is what ``--user-dir fairseq_mh`` relies on.
 
 __version__ = "0.1.0"
 
+import logging as _logging
+
+# fairseq's import logs an INFO line about an optional speech dependency on every command
+_logging.getLogger("fairseq.tasks.text_to_speech").setLevel(_logging.WARNING)
+
 try:  # the engine works without fairseq; the plug-in needs it
     import fairseq  # noqa: F401
 except ImportError:  # pragma: no cover

@@ -18,7 +18,7 @@ def demo(*args):
 def test_demo_prints_the_table_and_writes_the_plot(tmp_path):
     p = demo("--epochs", "2", "--burn-in", "0", "--chains", "1", "--out", tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    table = [l for l in p.stdout.splitlines() if l.startswith("| ")]
+    table = [l for l in p.stdout.splitlines() if l.startswith("|")]
     names = [l.split("|")[1].strip() for l in table if not l.startswith("| decoder") and "---" not in l]
     assert names == DECODERS
     for line in table[2:]:
