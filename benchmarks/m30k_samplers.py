@@ -25,6 +25,9 @@ def settings(a):
     chain = dict(mh_epochs=a.epochs, burn_in=a.burn_in, num_chains=a.chains)
     return {
         "mask-predict (10 it.)": dict(sampler="mask-predict", decoding_iterations=10),
+        # fairseq's IterativeRefinementGenerator settings: argmax +- 2 lengths, re-mask floor 0
+        "mask-predict (10 it., fairseq's length beam and re-masking)": dict(
+            sampler="mask-predict", decoding_iterations=10, mask_predict_min_remask=0, length_style="around-argmax"),
         "degenerate Gibbs": dict(sampler="gibbs", energy="local", **chain),
         "degenerate Gibbs, T=0.8": dict(sampler="gibbs", energy="local", proposal_temperature=0.8, **chain),
         "MH raw": dict(sampler="mh", energy="raw", **chain),
@@ -74,9 +77,11 @@ def main(argv=None):
     for name, opts in settings(a).items():
         if wanted and name not in wanted:
             continue
+        opts = dict(opts)
+        style = opts.pop("length_style", "top")
         lb = 5 if opts["sampler"] == "mask-predict" else a.length_beam
         t0 = time.time()
-        run = dec.run(name, SamplerConfig(**opts), src, ref, batch_size=25, length_beam=lb)
+        run = dec.run(name, SamplerConfig(**opts), src, ref, batch_size=25, length_beam=lb, length_style=style)
         row = run.as_row()
         row["decoder"] = f"{name}, length beam {lb}"
         rows.append(row)

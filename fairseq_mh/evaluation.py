@@ -52,7 +52,8 @@ class Decoder:
         return self.spm.decode(text.split()) if self.spm else text
 
     def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
-            batch_size: int = 32, length_beam: int = 1, trace: Optional[Path] = None, progress=None) -> RunSummary:
+            batch_size: int = 32, length_beam: int = 1, length_style: str = "top", trace: Optional[Path] = None,
+            progress=None) -> RunSummary:
         from .generator import MHGenerator
 
         import sacrebleu
@@ -64,7 +65,8 @@ class Decoder:
             tmp = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
             tmp.close()
             trace = Path(tmp.name)
-        gen = MHGenerator(self.task.target_dictionary, sampler_cfg, length_beam=length_beam, trace_path=str(trace))
+        gen = MHGenerator(self.task.target_dictionary, sampler_cfg, length_beam=length_beam, length_style=length_style,
+                          trace_path=str(trace))
         out: Dict[int, dict] = {}
         t0 = time.time()
         for start in range(0, len(ds), batch_size):
