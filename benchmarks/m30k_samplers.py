@@ -13,6 +13,7 @@ import argparse
 import gzip
 import logging
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -52,7 +53,8 @@ def main(argv=None):
     p.add_argument("--burn-in", type=int, default=2)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--length-beam", type=int, default=1)
-    p.add_argument("--only", default=None, help="comma-separated setting names to run")
+    p.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this setting (repeat for several; names as in the table)")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_samplers.md"))
     a = p.parse_args(argv)
     shared = Path(a.shared)
@@ -73,7 +75,11 @@ def main(argv=None):
     ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
     dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
     rows = []
-    wanted = set(a.only.split(",")) if a.only else None
+    wanted = set(a.only) if a.only else None
+    unknown = sorted(wanted - set(settings(a))) if wanted else []
+    if unknown:
+        print(f"error: unknown --only setting(s) {unknown}: choose from {sorted(settings(a))}", file=sys.stderr)
+        return 2
     for name, opts in settings(a).items():
         if wanted and name not in wanted:
             continue
@@ -86,7 +92,7 @@ def main(argv=None):
         row["decoder"] = f"{name}, length beam {lb}"
         rows.append(row)
         print(f"{name}: BLEU {run.bleu:.2f}, {time.time() - t0:.0f} s", flush=True)
-    cmd = "python benchmarks/m30k_samplers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = shlex.join(["python", "benchmarks/m30k_samplers.py", *(argv if argv is not None else sys.argv[1:])])
     text = (f"# Samplers on the Multi30k CMLM\n\nFirst {a.n} sentences of test_2016_flickr (de->en), "
             f"model ../shared/models/m30k-cmlm; chain samplers: {a.epochs} epochs, burn-in {a.burn_in}, "
             f"{a.chains} chains, best post-burn-in state; 2 CPU cores, torch {torch.__version__}.\n\n"
