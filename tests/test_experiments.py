@@ -326,3 +326,28 @@ def test_failing_generate_is_one_line(smoke):
     assert p.returncode == 2
     line = one_error_line(p.stderr)
     assert "fairseq-mh-generate exited" in line and "--no-such-flag" in line
+
+
+def test_progress_counts_sentences_in_the_trace_and_waits_for_whole_lines(tmp_path, caplog):
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"id": 3}\n{"id": 3}\n{"id": 7}\n{"id": 1', encoding="utf-8")
+    seen = set()
+    offset = runner._sentences_traced(trace, seen, 0)
+    assert seen == {3, 7} and offset == len('{"id": 3}\n{"id": 3}\n{"id": 7}\n')
+    with open(trace, "a", encoding="utf-8") as f:
+        f.write('2}\n')
+    runner._sentences_traced(trace, seen, offset)
+    assert seen == {3, 7, 12}
+    # a child that writes its trace slowly: the runner logs progress while it runs
+    script = ("import time,sys\n"
+              "for i in range(3):\n"
+              "    open(sys.argv[1],'a').write('{\"id\": %d}\\n' % i); time.sleep(0.4)\n"
+              "print('done'); print('warn', file=sys.stderr)\n")
+    work = tmp_path / "job"
+    work.mkdir()
+    with caplog.at_level("INFO", logger="fairseq_mh.experiments"):
+        p = runner._run_with_progress([sys.executable, "-c", script, str(work / "trace.jsonl")], dict(os.environ),
+                                      work, "slow", 3, every_s=0.3)
+    assert p.returncode == 0 and p.stdout == "done\n" and p.stderr == "warn\n"
+    lines = [r.getMessage() for r in caplog.records if "slow:" in r.getMessage()]
+    assert lines and all("/3 sentences decoded" in l for l in lines), lines

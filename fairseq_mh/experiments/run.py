@@ -84,6 +84,53 @@ def _command(cfg, data: Prepared, options: Dict, trace: str, dump: Optional[str]
     return cmd + _flags(options) + [str(a) for a in g.extra_args]
 
 
+class _Finished:
+    """What subprocess.run would return: the exit status and both streams as text."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _sentences_traced(trace: Path, seen: set, offset: int) -> int:
+    """Reads the trace lines appended since ``offset`` into ``seen`` (sentence ids); new offset."""
+    try:
+        with open(trace, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+    for line in chunk[:end].splitlines():
+        try:
+            seen.add(json.loads(line)["id"])
+        except (ValueError, KeyError):
+            pass
+    return offset + end
+
+
+def _run_with_progress(cmd: List[str], env: Dict, tmp: Path, name: str, n: int,
+                       every_s: float = 60.0) -> _Finished:
+    """Runs one fairseq-mh-generate call with its streams in ``tmp``, logging every ``every_s``
+    seconds how many of the ``n`` sentences its --mh-trace already holds (long runs show progress)."""
+    out_path, err_path = tmp / "stdout.txt", tmp / "stderr.txt"
+    t0, seen, offset = time.perf_counter(), set(), 0
+    with open(out_path, "w", encoding="utf-8") as out, open(err_path, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        while True:
+            try:
+                code = proc.wait(timeout=every_s)
+                break
+            except subprocess.TimeoutExpired:
+                offset = _sentences_traced(tmp / "trace.jsonl", seen, offset)
+                log.info("  %s: %d/%d sentences decoded, %.1f min", name, len(seen), n,
+                         (time.perf_counter() - t0) / 60)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+    return _Finished(code, out_path.read_text(encoding="utf-8"), err_path.read_text(encoding="utf-8"))
+
+
 def call_generate(cfg, data: Prepared, run: Run, options: Dict, folder: Path, dump: bool = False) -> dict:
     """One fairseq-mh-generate call; its outputs go to ``folder`` (trace.jsonl, stdout.txt,
     stderr.txt, done.json), written whole or not at all, and reused when the inputs match."""
@@ -103,10 +150,8 @@ def call_generate(cfg, data: Prepared, run: Run, options: Dict, folder: Path, du
     tmp.mkdir()
     cmd = _command(cfg, data, options, str(tmp / "trace.jsonl"), str(tmp / "samples.jsonl") if dump else None)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(cfg))
+    p = _run_with_progress(cmd, _env(cfg), tmp, run.name, len(data.references))
     wall = time.perf_counter() - t0
-    (tmp / "stdout.txt").write_text(p.stdout, encoding="utf-8")
-    (tmp / "stderr.txt").write_text(p.stderr, encoding="utf-8")
     if p.returncode != 0:
         if dump and "--mh-dump-samples" in p.stderr and "unrecognized" in p.stderr:
             raise ExperimentError(
