@@ -102,11 +102,9 @@ def main(argv=None):
             f"2 CPU cores.\n\nCommand: `{cmd}`\n\n"
             f"| length beam | identical hypotheses | BLEU fairseq IRG | BLEU fairseq_mh | s IRG | s fairseq_mh |\n"
             f"|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    from fairseq_mh.experiments.aggregate import atomic_write
+
+    atomic_write(Path(a.out), text)
     print(text)
     return 0
 

@@ -97,11 +97,9 @@ def main(argv=None):
             f"model ../shared/models/m30k-cmlm; chain samplers: {a.epochs} epochs, burn-in {a.burn_in}, "
             f"{a.chains} chains, best post-burn-in state; 2 CPU cores, torch {torch.__version__}.\n\n"
             f"Command: `{cmd.strip()}`\n\n{markdown_table(rows)}\n")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    from fairseq_mh.experiments.aggregate import atomic_write
+
+    atomic_write(Path(a.out), text)
     print(text)
     return 0
 
