@@ -84,13 +84,6 @@ def _command(cfg, data: Prepared, options: Dict, trace: str, dump: Optional[str]
     return cmd + _flags(options) + [str(a) for a in g.extra_args]
 
 
-class _Finished:
-    """What subprocess.run would return: the exit status and both streams as text."""
-
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
 def _sentences_traced(trace: Path, seen: set, offset: int) -> int:
     """Reads the trace lines appended since ``offset`` into ``seen`` (sentence ids); new offset."""
     try:
@@ -109,7 +102,7 @@ def _sentences_traced(trace: Path, seen: set, offset: int) -> int:
 
 
 def _run_with_progress(cmd: List[str], env: Dict, tmp: Path, name: str, n: int,
-                       every_s: float = 60.0) -> _Finished:
+                       every_s: float = 60.0) -> subprocess.CompletedProcess:
     """Runs one fairseq-mh-generate call with its streams in ``tmp``, logging every ``every_s``
     seconds how many of the ``n`` sentences its --mh-trace already holds (long runs show progress)."""
     out_path, err_path = tmp / "stdout.txt", tmp / "stderr.txt"
@@ -128,7 +121,8 @@ def _run_with_progress(cmd: List[str], env: Dict, tmp: Path, name: str, n: int,
                 proc.kill()
                 proc.wait()
                 raise
-    return _Finished(code, out_path.read_text(encoding="utf-8"), err_path.read_text(encoding="utf-8"))
+    return subprocess.CompletedProcess(cmd, code, out_path.read_text(encoding="utf-8"),
+                                       err_path.read_text(encoding="utf-8"))
 
 
 def call_generate(cfg, data: Prepared, run: Run, options: Dict, folder: Path, dump: bool = False) -> dict:
