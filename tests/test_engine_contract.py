@@ -91,6 +91,18 @@ def test_degenerate_gibbs_costs_at_most_one_row_per_step():
     assert torch.all(res.stats.report_rows <= res.n_free)
 
 
+def test_mask_predict_costs_one_row_per_iteration_and_t_more_only_to_report_energies():
+    starts = make_starts([7, 5, 6], [0, 1, 2])
+    T = starts.free.sum(1)
+    cfg = SamplerConfig(sampler="mask-predict", decoding_iterations=3)
+    quiet, ev_q, net_q = run(SamplerConfig(**{**cfg.__dict__, "report_energy": False}), starts)
+    loud, ev_l, _ = run(cfg, starts)
+    assert torch.equal(quiet.tokens, loud.tokens)
+    assert sum(net_q.row_log) == ev_q.rows == 3 * len(T)  # fairseq's cost: one row per pass
+    assert ev_l.rows == ev_q.rows + int(T.sum())  # + one row per free position for the energies
+    assert torch.isnan(quiet.energy).all() and torch.isfinite(loud.energy).all()
+
+
 def test_row_budget_bounds_every_model_call_and_changes_nothing():
     starts = make_starts([7, 6, 5, 7], [0, 1, 2, 3])
     cfg = SamplerConfig(sampler="block-mh", mh_epochs=3, num_chains=3, block_size=3)

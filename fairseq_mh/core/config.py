@@ -51,6 +51,7 @@ class SamplerConfig:
     decoding_iterations: int = 10
     mask_predict_min_remask: int = 1
     keep_samples: bool = False
+    report_energy: bool = True  # mask-predict: also compute its outputs' energies (T rows each)
     seed: int = 1
 
     @property

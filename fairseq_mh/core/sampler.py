@@ -401,8 +401,11 @@ class ChainSampler:
             min_remask=cfg.mask_predict_min_remask,
         )
         st = _State(mp.tokens, starts.free.clone(), starts.context, starts.keys)
-        self._fill_cache(st, report=True)
-        energy = st.energy()
+        if cfg.report_energy:
+            self._fill_cache(st, report=True)
+            energy = st.energy()
+        else:  # nobody will read them: spend no rows (energies NaN, terms 0)
+            energy = torch.full((S, 2), float("nan"), dtype=torch.float64)
         zeros = torch.zeros(1, S, dtype=torch.long)
         es = EpochStats(
             energy=energy[None],

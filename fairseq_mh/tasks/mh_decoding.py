@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..errors import UserError
@@ -107,6 +109,9 @@ class MHDecodingMixin:
         cfg = self.cfg
         # fairseq-generate / -interactive seed torch with --seed before building the generator
         sc = sampler_config(cfg, seed=torch.initial_seed() % (2**62))
+        # the baseline's energies are only shown in the trace and the sample dump: without them,
+        # mask-predict costs what fairseq's generator costs (no T scoring rows per candidate)
+        sc = dataclasses.replace(sc, report_energy=bool(cfg.mh_trace or cfg.mh_dump_samples))
         nbest = int(getattr(args, "nbest", 1) or 1)
         return MHGenerator(
             self.target_dictionary,
