@@ -1,5 +1,6 @@
 """The engine's compute contract, reproducibility and refusal of bad settings."""
 
+import dataclasses
 import math
 
 import pytest
@@ -95,7 +96,7 @@ def test_mask_predict_costs_one_row_per_iteration_and_t_more_only_to_report_ener
     starts = make_starts([7, 5, 6], [0, 1, 2])
     T = starts.free.sum(1)
     cfg = SamplerConfig(sampler="mask-predict", decoding_iterations=3)
-    quiet, ev_q, net_q = run(SamplerConfig(**{**cfg.__dict__, "report_energy": False}), starts)
+    quiet, ev_q, net_q = run(dataclasses.replace(cfg, report_energy=False), starts)
     loud, ev_l, _ = run(cfg, starts)
     assert torch.equal(quiet.tokens, loud.tokens)
     assert sum(net_q.row_log) == ev_q.rows == 3 * len(T)  # fairseq's cost: one row per pass
