@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fairseq_mh.core import ChainSampler, ConfigError, RowEvaluator, SamplerConfig, Starts, mask_predict, rng
+from fairseq_mh.core import ConfigError, build_decoder, RowEvaluator, SamplerConfig, Starts, mask_predict, rng
 from toy_models import BOS, EOS, MASK, PAD, TinyNet, allowed_vector
 
 VOCAB = 9
@@ -42,7 +42,7 @@ def make_starts(lengths, sentence_ids, seed=1):
 def run(cfg, starts, net=None, **ev_kw):
     net = net or CountingNet(vocab=VOCAB, length=L, seed=4)
     ev = RowEvaluator(net, pad=PAD, **ev_kw)
-    res = ChainSampler(cfg, ev, MASK, allowed_vector(VOCAB)).run(starts)
+    res = build_decoder(cfg, ev, MASK, allowed_vector(VOCAB)).run(starts)
     return res, ev, net
 
 
@@ -69,7 +69,7 @@ def test_block_mh_costs_one_proposal_row_plus_t_rows_for_energy():
     starts = make_starts([7, 7], [3, 4])
     T = 5
     # one block of all T positions per epoch; forced acceptance makes every proposal the next state
-    cfg = SamplerConfig(sampler="block-mh", mh_epochs=1, num_chains=200, block_size=T, block_anneal=False,
+    cfg = SamplerConfig(sampler="block-mh", mh_epochs=1, num_chains=200, block_size=T, no_block_anneal=True,
                         force_accept_epochs=1, proposal_temperature=0.5)
     res, ev, _ = run(cfg, starts)
     # the start each chain began from is the greedy warm start of its sentence
@@ -167,10 +167,10 @@ BAD = [
 
 @pytest.mark.parametrize("name,value", BAD)
 def test_bad_settings_are_refused_before_any_work(name, value):
-    cfg = SamplerConfig(**{"mh_epochs": 5, name: value})
     net = CountingNet(vocab=VOCAB, length=L)
-    with pytest.raises(ConfigError) as e:
-        ChainSampler(cfg, RowEvaluator(net, pad=PAD), MASK, allowed_vector(VOCAB))
+    with pytest.raises(ConfigError) as e:  # a config is validated when it is made
+        build_decoder(SamplerConfig(**{"mh_epochs": 5, name: value}), RowEvaluator(net, pad=PAD), MASK,
+                      allowed_vector(VOCAB))
     assert "--" + name.replace("_", "-") in str(e.value)
     assert "\n" not in str(e.value)
     assert net.row_log == []

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from fairseq_mh.core import ChainSampler, ProposalShape, RowEvaluator, SamplerConfig, Starts, rng
+from fairseq_mh.core import GibbsKernel, MHKernel, ProposalShape, build_decoder, RowEvaluator, SamplerConfig, Starts, rng
 from fairseq_mh.core.config import block_size, target_temperature
 from fairseq_mh.core.energy import ENERGIES
 from fairseq_mh.core.exact import SmallSpace, closed_class, target_distribution, total_variation
@@ -54,7 +54,7 @@ def test_detailed_balance_of_single_site_and_block_kernels(space, energy, tau, t
     shape = ProposalShape(temp, top_p, allowed_vector(VOCAB))
     pi = target_distribution(space.energy[:, ENERGIES[energy]], tau)
     for block in ([1], [2], [3], [1, 2], [1, 3], [2, 3], [1, 2, 3]):
-        K = space.block_kernel(block, shape, ENERGIES[energy], tau)
+        K = space.block_kernel(block, shape, ENERGIES[energy], tau, MHKernel)
         assert torch.all(K >= -1e-12) and torch.allclose(K.sum(1), torch.ones(space.size, dtype=torch.float64))
         flow = pi[:, None] * K
         assert torch.allclose(flow, flow.T, rtol=0, atol=1e-9), f"detailed balance fails for block {block}"
@@ -66,7 +66,7 @@ def test_detailed_balance_of_single_site_and_block_kernels(space, energy, tau, t
 def test_gibbs_kernel_is_not_reversible_for_the_target(space):
     shape = ProposalShape(1.0, 1.0, allowed_vector(VOCAB))
     pi = target_distribution(space.energy[:, 0], 1.0)
-    K = space.block_kernel([2], shape, 0, 1.0, gibbs=True)
+    K = space.block_kernel([2], shape, 0, 1.0, GibbsKernel)
     flow = pi[:, None] * K
     assert (flow - flow.T).abs().max() > 1e-3
 
@@ -82,7 +82,7 @@ def _exact_law(space, cfg, start_index):
         key = (target_temperature(cfg, e), block_size(cfg, e))
         if key not in kernels:
             kernels[key] = space.epoch_kernel(
-                key[1], cfg.position_order, shape, ENERGIES[cfg.energy], key[0], gibbs=not cfg.is_mh
+                key[1], cfg.position_order, shape, ENERGIES[cfg.energy], key[0], cfg.kind.kernel
             )
         law = law @ kernels[key]
         reach_kernel = kernels[key]
@@ -102,7 +102,7 @@ def _run_chains(conditional, template, free, cfg, start_tokens):
         keys=rng.chain_keys(cfg.seed, torch.tensor([0])),
     )
     ev = RowEvaluator(conditional, pad=PAD)
-    res = ChainSampler(cfg, ev, MASK, allowed_vector(VOCAB)).run(starts)
+    res = build_decoder(cfg, ev, MASK, allowed_vector(VOCAB)).run(starts)
     return res
 
 
@@ -145,7 +145,7 @@ def test_mh_chains_reach_the_exact_target(space, net, energy, sampler, tau, temp
     cfg = SamplerConfig(
         sampler=sampler, energy=energy, mh_epochs=20, burn_in=19, num_chains=N_CHAINS,
         proposal_temperature=temp, proposal_top_p=top_p, target_temperature=tau,
-        block_size=2, block_anneal=False, position_order="random", warm_start="given", seed=11,
+        block_size=2, no_block_anneal=True, position_order="random", warm_start="given", seed=11,
     )
     start = [BOS, 5, 5, 5, EOS]
     _check_reaches_target(space, net, cfg, start, N_CHAINS)
@@ -154,7 +154,7 @@ def test_mh_chains_reach_the_exact_target(space, net, energy, sampler, tau, temp
 def test_left_to_right_order_and_annealed_block_size_follow_their_exact_law(space, net):
     cfg = SamplerConfig(
         sampler="block-mh", energy="local", mh_epochs=20, burn_in=19, num_chains=N_CHAINS,
-        block_size=3, block_anneal=True, position_order="left-to-right", warm_start="given", seed=5,
+        block_size=3, no_block_anneal=False, position_order="left-to-right", warm_start="given", seed=5,
     )
     _check_reaches_target(space, net, cfg, [BOS, 7, 6, 5, EOS], N_CHAINS)
 
@@ -192,10 +192,10 @@ def test_mh_samples_the_paper_example_exactly_and_degenerate_gibbs_does_not(pape
     n = 20000
     epochs = 250 if sampler == "mh" else 30  # the two modes are far apart for single-site moves
     cfg = SamplerConfig(sampler=sampler, energy="raw", mh_epochs=epochs, burn_in=epochs - 1, num_chains=n,
-                        block_size=2, block_anneal=False, warm_start="given", seed=3)
+                        block_size=2, no_block_anneal=True, warm_start="given", seed=3)
     tv_mh, bound, _ = _check_reaches_target(sp, table, cfg, [A, B], n)
     gcfg = SamplerConfig(sampler="gibbs" if sampler == "mh" else "block-gibbs", energy="raw", mh_epochs=30,
-                         burn_in=29, num_chains=n, block_size=2, block_anneal=False, warm_start="given", seed=3)
+                         burn_in=29, num_chains=n, block_size=2, no_block_anneal=True, warm_start="given", seed=3)
     res = _run_chains(table, [MASK, MASK], [True, True], gcfg, [A, B])
     emp = torch.bincount(sp.index_of(res.samples[-1]), minlength=sp.size).double() / n
     pi = target_distribution(sp.energy[:, 0], 1.0)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from enum import Enum
+
+from .kinds import SAMPLER_KINDS, SAMPLERS, SamplerKind
 
 __all__ = [
     "SAMPLERS",
@@ -18,7 +21,7 @@ __all__ = [
     "forced_acceptance",
 ]
 
-SAMPLERS = ("mask-predict", "gibbs", "block-gibbs", "mh", "block-mh")
+ENERGY_NAMES = ("raw", "local")
 POSITION_ORDERS = ("left-to-right", "random")
 SELECTIONS = ("best", "last")
 WARM_STARTS = ("greedy", "mask-predict", "given")
@@ -30,9 +33,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class SamplerConfig:
-    """Everything that defines a sampling run (see README, 'Sampler options')."""
+    """Everything that defines a sampling run (see README, 'Decoding options').
 
-    sampler: str = "mh"
+    These are also the defaults of the command line.  A config is validated when it is made
+    (also by ``dataclasses.replace``), so an invalid one never exists.
+    """
+
+    sampler: str = "mask-predict"
     energy: str = "raw"
     mh_epochs: int = 10
     burn_in: int = 0
@@ -42,32 +49,27 @@ class SamplerConfig:
     target_temperature: float = 1.0
     anneal_rate: float = 0.0
     min_target_temperature: float = 0.05
-    block_size: int = 1
-    block_anneal: bool = True
+    block_size: int = 4
+    no_block_anneal: bool = False
     position_order: str = "random"
     force_accept_epochs: int = 0
     mh_select: str = "best"
     warm_start: str = "greedy"
     decoding_iterations: int = 10
     mask_predict_min_remask: int = 1
-    keep_samples: bool = False
     report_energy: bool = True  # mask-predict: also compute its outputs' energies (T rows each)
     seed: int = 1
 
-    @property
-    def is_block(self) -> bool:
-        return self.sampler in ("block-mh", "block-gibbs")
+    def __post_init__(self):
+        self.validate()
 
     @property
-    def is_mh(self) -> bool:
-        return self.sampler in ("mh", "block-mh")
-
-    @property
-    def is_chain(self) -> bool:
-        return self.sampler != "mask-predict"
+    def kind(self) -> SamplerKind:
+        """The sampler's row in the table of kinds (kernel, block moves, decoder)."""
+        return SAMPLER_KINDS[self.sampler]
 
     def validate(self) -> "SamplerConfig":
-        """Refuse bad settings before any work is done; returns self."""
+        """Refuses bad settings before any work is done; returns self."""
 
         def opt(name):
             return "--" + name.replace("_", "-")
@@ -88,7 +90,7 @@ class SamplerConfig:
                 raise ConfigError(f"{opt(name)} must be an integer >= {lo} (got {v!r})")
 
         choice("sampler", SAMPLERS)
-        choice("energy", ("raw", "local"))
+        choice("energy", ENERGY_NAMES)
         choice("position_order", POSITION_ORDERS)
         choice("mh_select", SELECTIONS)
         choice("warm_start", WARM_STARTS)
@@ -119,9 +121,10 @@ class SamplerConfig:
 
     @classmethod
     def from_namespace(cls, ns) -> "SamplerConfig":
-        """Builds a config from any object with matching attributes (argparse, omegaconf)."""
+        """Builds a config from any object with matching attributes (argparse, omegaconf);
+        enumerated choices (fairseq's ChoiceEnum) arrive as their string values."""
         kw = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
-        return cls(**kw)
+        return cls(**{k: v.value if isinstance(v, Enum) else v for k, v in kw.items()})
 
 
 def target_temperature(cfg: SamplerConfig, epoch: int) -> float:
@@ -131,11 +134,11 @@ def target_temperature(cfg: SamplerConfig, epoch: int) -> float:
 
 def block_size(cfg: SamplerConfig, epoch: int) -> int:
     """Block size of an epoch: the initial size, annealed linearly to 1 at the last epoch
-    (paper, appendix D) unless ``block_anneal`` is off; 1 for single-site samplers."""
-    if not cfg.is_block:
+    (paper, appendix D) unless ``no_block_anneal``; 1 for single-site samplers."""
+    if not cfg.kind.block:
         return 1
     k0 = cfg.block_size
-    if not cfg.block_anneal or cfg.mh_epochs == 1:
+    if cfg.no_block_anneal or cfg.mh_epochs == 1:
         return k0
     frac = epoch / (cfg.mh_epochs - 1)
     return max(1, int(round(k0 - (k0 - 1) * frac)))

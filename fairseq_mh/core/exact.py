@@ -9,14 +9,15 @@ chains with the exact law of the chain after a given number of epochs.
 from __future__ import annotations
 
 import itertools
-from typing import List, Sequence
+from typing import List, Sequence, Type
 
 import torch
 
 from .conditional import MaskedConditional
 from .energy import energy_terms
-from .kernels import acceptance_probability, log_acceptance
+from .kernels import Kernel
 from .proposals import ProposalShape, shaped_log_probs
+from .rows import masked_rows
 
 __all__ = [
     "SmallSpace",
@@ -84,10 +85,9 @@ class SmallSpace:
 
     def _conditionals(self, states: torch.Tensor, positions: List[int]) -> torch.Tensor:
         """Logits [N, len(positions), V] at ``positions`` given each state with them masked."""
-        rows = states.clone()
-        rows[:, positions] = self.mask
-        sel = torch.zeros_like(rows, dtype=torch.bool)
+        sel = torch.zeros_like(states, dtype=torch.bool)
         sel[:, positions] = True
+        rows, sel = masked_rows(states, sel, self.mask)
         ctx = torch.full((rows.size(0),), self.context, dtype=torch.long)
         return self.fn(rows, ctx, sel).reshape(rows.size(0), len(positions), -1)
 
@@ -98,8 +98,9 @@ class SmallSpace:
             terms += energy_terms(lg, self.states[:, t])
         return terms
 
-    def block_kernel(self, block: Sequence[int], shape: ProposalShape, energy: int, tau: float, gibbs: bool = False) -> torch.Tensor:
-        """Transition matrix of one block move (MH, or degenerate Gibbs when ``gibbs``)."""
+    def block_kernel(self, block: Sequence[int], shape: ProposalShape, energy: int, tau: float,
+                     kernel: Type[Kernel]) -> torch.Tensor:
+        """Transition matrix of one block move of ``kernel`` (its ``transition_weight``)."""
         block = sorted(block)
         N = self.size
         lq = shaped_log_probs(self._conditionals(self.states, block), shape).to(torch.float64)  # [N, k, V]
@@ -116,17 +117,14 @@ class SmallSpace:
             fwd = lq[:, torch.arange(k), self.alphabet[combo_t]].sum(-1)
             cur = self.states[:, block]
             rev = lq.gather(-1, cur.unsqueeze(-1)).squeeze(-1).sum(-1)
-            if gibbs:
-                prob = fwd.exp()
-            else:
-                la = log_acceptance(self.energy[:, energy], self.energy[dest, energy], tau, fwd, rev)
-                prob = fwd.exp() * acceptance_probability(la)
+            prob = kernel.transition_weight(fwd, rev, self.energy[:, energy], self.energy[dest, energy], tau)
             moving = dest != torch.arange(N)
             K[torch.arange(N)[moving], dest[moving]] += prob[moving]
         K[torch.arange(N), torch.arange(N)] = 1.0 - K.sum(1)
         return K
 
-    def epoch_kernel(self, block_size: int, order: str, shape: ProposalShape, energy: int, tau: float, gibbs: bool = False) -> torch.Tensor:
+    def epoch_kernel(self, block_size: int, order: str, shape: ProposalShape, energy: int, tau: float,
+                     kernel: Type[Kernel]) -> torch.Tensor:
         """Transition matrix of one epoch: the free positions in left-to-right order or in a
         uniformly random order, cut into consecutive blocks of ``block_size``."""
         perms = [tuple(self.free_pos)] if order == "left-to-right" else list(itertools.permutations(self.free_pos))
@@ -137,7 +135,7 @@ class SmallSpace:
             for i in range(0, len(perm), block_size):
                 blk = tuple(sorted(perm[i : i + block_size]))
                 if blk not in cache:
-                    cache[blk] = self.block_kernel(blk, shape, energy, tau, gibbs)
+                    cache[blk] = self.block_kernel(blk, shape, energy, tau, kernel)
                 P = P @ cache[blk]
             M += P
         return M / len(perms)

@@ -5,7 +5,8 @@ all-mask input (argmax, keeping its probability); then for c = 1 .. T-1 re-mask 
 n = floor(L * (1 - c/T)) lowest-probability positions (at least ``min_remask``), predict them
 again and update their tokens and probabilities only.  A candidate's score is its summed
 log-probability divided by L.  ``iterations=1`` with special symbols excluded is the greedy
-warm start of Algorithm 1 (line 3).
+warm start of Algorithm 1 (line 3).  ``MaskPredictDecoder`` offers the algorithm as a
+decoder of its own, behind the same ``run(starts) -> ChainResult`` seam as the chain driver.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from typing import Optional
 import torch
 
 from .conditional import RowEvaluator
+from .config import SamplerConfig
+from .moves import fill_cache
+from .results import ChainResult, EpochStats
+from .state import ChainState, Starts
 
-__all__ = ["MaskPredictResult", "mask_predict"]
+__all__ = ["MaskPredictResult", "mask_predict", "MaskPredictDecoder"]
 
 
 @dataclass
@@ -82,3 +87,43 @@ def mask_predict(
     log_probs = torch.where(decode, probs.log(), torch.zeros_like(probs))
     score = log_probs.sum(1) / n_dec.clamp(min=1).float()
     return MaskPredictResult(tok, log_probs, score, rows)
+
+
+class MaskPredictDecoder:
+    """The mask-predict baseline behind the decoders' seam: one deterministic decode per
+    start, ranked by its mean token log-probability (``ChainResult.score``).
+
+    Its outputs' energies cost T rows each and are computed only with ``report_energy``
+    (NaN otherwise), so that without a trace it costs what fairseq's own generator costs.
+    """
+
+    def __init__(self, cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor):
+        self.cfg = cfg
+        self.ev = evaluator
+        self.mask = mask
+
+    @torch.no_grad()
+    def run(self, starts: Starts) -> ChainResult:
+        """Decodes the ``decode`` positions of every start (``free`` when not given)."""
+        cfg = self.cfg
+        S = starts.tokens.size(0)
+        decode = starts.decode if starts.decode is not None else starts.free
+        mp = mask_predict(self.ev, starts.tokens, decode, starts.context, self.mask, cfg.decoding_iterations,
+                          min_remask=cfg.mask_predict_min_remask)
+        st = ChainState(mp.tokens, starts.free.clone(), starts.context, starts.keys)
+        if cfg.report_energy:
+            fill_cache(self.ev, self.mask, st, report=True)
+            energy = st.energy()
+        else:  # nobody will read them: spend no rows (energies NaN, terms 0)
+            energy = torch.full((S, 2), float("nan"), dtype=torch.float64, device=st.tokens.device)
+        zeros = torch.zeros(1, S, dtype=torch.long, device=st.tokens.device)
+        terms = st.free_terms()
+        stats = EpochStats(energy=energy[None], proposals=zeros, accepted=zeros.clone(), novel=zeros.clone(),
+                           rows=(st.rows + mp.rows)[None], report_rows=st.report_rows[None],
+                           temperature=[cfg.target_temperature], block_size=[0])
+        return ChainResult(
+            tokens=mp.tokens, energy=energy, n_free=st.free.sum(1), start=torch.arange(S, device=st.tokens.device),
+            stats=stats, init_rows=0, steps=cfg.decoding_iterations, terms=terms, states=mp.tokens[None],
+            samples=mp.tokens[None], sample_energy=energy[None], sample_terms=terms[None],
+            score=mp.score, positional_scores=mp.log_probs,
+        )

@@ -1,0 +1,49 @@
+"""The one table of sampler kinds: every ``--sampler`` value and what it is made of.
+
+Options, validation, the generator and the experiments ask this table (through
+``SamplerConfig.kind``) instead of comparing sampler names.  A kind is either a chain
+sampler (``decoder='chain'``: the chain driver running a transition kernel, single-site or
+block) or a deterministic refinement decoder (``decoder='refinement'``: mask-predict).
+Adding a sampler is adding a row here (and its kernel in ``kernels``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Type
+
+from .kernels import GibbsKernel, Kernel, MHKernel
+
+__all__ = ["SamplerKind", "SAMPLER_KINDS", "SAMPLERS"]
+
+
+@dataclass(frozen=True)
+class SamplerKind:
+    name: str
+    decoder: str  # "chain" or "refinement"
+    kernel: Optional[Type[Kernel]] = None  # chain samplers: the transition kernel
+    block: bool = False  # chain samplers: block moves (``--block-size``) or single-site
+    help: str = ""
+
+    @property
+    def is_chain(self) -> bool:
+        return self.decoder == "chain"
+
+    @property
+    def exact(self) -> bool:
+        """Whether the chains sample the energy model (an MH-corrected kernel)."""
+        return self.kernel is not None and issubclass(self.kernel, MHKernel)
+
+
+SAMPLER_KINDS: Dict[str, SamplerKind] = {
+    k.name: k
+    for k in (
+        SamplerKind("mask-predict", "refinement", help="the original non-probabilistic baseline"),
+        SamplerKind("gibbs", "chain", GibbsKernel, help="degenerate Gibbs: always accept single-site draws"),
+        SamplerKind("block-gibbs", "chain", GibbsKernel, block=True, help="degenerate Gibbs with block draws"),
+        SamplerKind("mh", "chain", MHKernel, help="Metropolis-Hastings with single-site proposals"),
+        SamplerKind("block-mh", "chain", MHKernel, block=True, help="Metropolis-Hastings with block proposals"),
+    )
+}
+
+SAMPLERS = tuple(SAMPLER_KINDS)
