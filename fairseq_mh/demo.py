@@ -85,8 +85,8 @@ def main(argv=None) -> int:
           f"{args.burn_in}, {args.chains} chains, length beam {args.length_beam}) ...", flush=True)
     for name, opts in SETTINGS.items():
         slug = name.replace(" ", "_")
-        chain = dict(mh_epochs=args.epochs, burn_in=args.burn_in, num_chains=args.chains)
-        sc = SamplerConfig(seed=args.seed, **({} if opts["sampler"] == "mask-predict" else chain), **opts)
+        # chain settings are ignored by mask-predict (a refinement decoder)
+        sc = SamplerConfig(seed=args.seed, mh_epochs=args.epochs, burn_in=args.burn_in, num_chains=args.chains, **opts)
         run = dec.run(name, sc, src, ref, length_beam=args.length_beam, trace=out / f"trace_{slug}.jsonl")
         _write(out / f"hyp_{slug}.en", "\n".join(run.hypotheses) + "\n")
         runs.append(run)

@@ -8,12 +8,13 @@ rows and wall-clock time.  Statistics come from the generator's own ``--mh-trace
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from .trace import by_epoch, proposal_rates, read_trace
 
 __all__ = ["Decoder", "RunSummary", "load_decoder"]
 
@@ -77,21 +78,19 @@ class Decoder:
                 progress(len(out), len(ds))
         seconds = time.time() - t0
         gen.close()
-        recs = [json.loads(l) for l in trace.read_text().splitlines()]
+        recs = read_trace(trace)
         if own_trace:
             trace.unlink()
         hyps = [self.decode_tokens(out[i]["tokens"]) for i in range(len(sentences))]
         bleu = sacrebleu.corpus_bleu(hyps, [references]).score if references else float("nan")
-        prop = sum(r["proposals"] for r in recs)
-        E = 1 + max(r["epoch"] for r in recs)
+        prop, acceptance, novel = proposal_rates(recs)
         curves = {}
         if prop:
-            by_epoch = [[r for r in recs if r["epoch"] == e] for e in range(E)]
+            epochs = by_epoch(recs).values()
             curves = {
-                "energy_local": [sum(r["energy_local"] for r in g) / len(g) for g in by_epoch],
-                "energy_raw": [sum(r["energy_raw"] for r in g) / len(g) for g in by_epoch],
-                "acceptance": [sum(r["acceptance"] * r["proposals"] for r in g) / max(1, sum(r["proposals"] for r in g))
-                               for g in by_epoch],
+                "energy_local": [sum(r.energy_local for r in g) / len(g) for g in epochs],
+                "energy_raw": [sum(r.energy_raw for r in g) / len(g) for g in epochs],
+                "acceptance": [proposal_rates(g)[1] or 0.0 for g in epochs],
             }
         n = len(sentences)
         return RunSummary(
@@ -100,8 +99,8 @@ class Decoder:
             bleu=bleu,
             energy_raw=sum(out[i]["energy"][0] for i in range(n)) / n,
             energy_local=sum(out[i]["energy"][1] for i in range(n)) / n,
-            acceptance=sum(r["acceptance"] * r["proposals"] for r in recs if r["proposals"]) / prop if prop else None,
-            novel=sum(r["novel"] * r["proposals"] for r in recs if r["proposals"]) / prop if prop else None,
+            acceptance=acceptance,
+            novel=novel,
             rows=gen.totals["rows"],
             seconds=seconds,
             curves=curves,
@@ -109,8 +108,9 @@ class Decoder:
 
 
 def load_decoder(checkpoint: Path, dict_dir: Path, task_name: str = "translation_mh", source_lang: str = "de",
-                 target_lang: str = "en", spm_model: Optional[Path] = None) -> Decoder:
-    """Loads a checkpoint for in-process decoding (dictionaries from ``dict_dir``)."""
+                 target_lang: str = "en", spm_model: Optional[Path] = None, seed: int = 1) -> Decoder:
+    """Loads a checkpoint for in-process decoding (dictionaries from ``dict_dir``); the
+    decoders' configs carry their own seed, ``seed`` is only the task's."""
     from fairseq import checkpoint_utils
 
     import fairseq_mh  # noqa: F401  (registers the plug-in)
@@ -119,7 +119,7 @@ def load_decoder(checkpoint: Path, dict_dir: Path, task_name: str = "translation
 
     cfg_cls, task_cls = ((TranslationMHConfig, TranslationMHTask) if task_name == "translation_mh"
                          else (TranslationSelfConfig, TranslationSelfTask))
-    task = task_cls.setup_task(cfg_cls(_name=task_name, data=str(dict_dir), source_lang=source_lang,
+    task = task_cls.setup_task(cfg_cls(_name=task_name, data=str(dict_dir), source_lang=source_lang, seed=seed,
                                        target_lang=target_lang))
     models, _ = checkpoint_utils.load_model_ensemble([str(checkpoint)], task=task)
     models = [m.eval().float() for m in models]

@@ -20,16 +20,17 @@ the token log-probabilities for mask-predict.
 
 from __future__ import annotations
 
-import json
 import logging
+import zlib
 from typing import List, Optional
 
 import torch
 
-from .core import ChainSampler, RowEvaluator, SamplerConfig, Starts, rng
+from .core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
 from .core.energy import ENERGIES
 from .errors import UserError
 from .models.adapters import adapter_for, length_candidates
+from .trace import sample_records, trace_records, write_records
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +52,15 @@ class MHGenerator:
         trace_path: Optional[str] = None,
         dump_path: Optional[str] = None,
     ):
-        self.cfg = sampler_cfg.validate()
+        self.cfg = sampler_cfg  # validated when it was made
         self.tgt_dict = tgt_dict
         self.length_beam = length_beam
         self.length_style = length_style
         self.hypothesis_score = hypothesis_score
         self.nbest = nbest
         self.max_tokens = max_tokens
-        self.eos = tgt_dict.eos()
         self.pad = tgt_dict.pad()
         self.symbols_to_strip_from_output = {tgt_dict.bos(), tgt_dict.eos()}
-        self.trace_path = trace_path
         self._trace = open(trace_path, "w", encoding="utf-8") if trace_path else None
         self._dump = open(dump_path, "w", encoding="utf-8") if dump_path else None
         self.totals = {"sentences": 0, "rows": 0, "calls": 0}
@@ -94,48 +93,44 @@ class MHGenerator:
             decode=decode.cpu(),
         )
         ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens)
-        res = ChainSampler(self.cfg, ev, adapter.mask, adapter.allowed()).run(starts)
+        res = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed()).run(starts)
         self.totals["sentences"] += B
         self.totals["rows"] += ev.rows
         self.totals["calls"] += ev.calls
         if self._trace is not None:
-            self._write_trace(res, ids, cand, l)
+            write_records(self._trace, trace_records(res, ids, cand.reshape(-1), l, self.cfg.sampler,
+                                                     self.cfg.energy, self._text))
         if self._dump is not None:
-            self._write_samples(res, ids, l)
-        return [self._hypotheses(res, b, l, cand) for b in range(B)]
+            write_records(self._dump, sample_records(res, ids, l, self._text))
+        return [self._hypotheses(res, b, l) for b in range(B)]
 
     def _content_ids(self, src_tokens):
         """Stand-in sentence ids for batches without any (fairseq-interactive): a checksum of
         the source tokens, so a sentence draws the same numbers wherever it appears."""
-        import zlib
-
         rows = [r[r.ne(self.pad)].cpu().numpy().astype("int64").tobytes() for r in src_tokens]
         return torch.tensor([zlib.crc32(b) for b in rows], dtype=torch.long)
 
     # ------------------------------------------------------------------
-    def _hypotheses(self, res, b: int, l: int, cand) -> List[dict]:
-        cfg = self.cfg
-        start_of_chain = res.start
-        mine = (start_of_chain // l) == b
-        chains = mine.nonzero().squeeze(1)
-        target = ENERGIES[cfg.energy]
-        if cfg.sampler == "mask-predict":
-            tok = res.tokens[chains]
-            score = res.extra["mask_predict_score"][chains].double()
-            energy = res.energy[chains]
-            pos = res.positional_scores[chains]
+    def _candidates(self, res, chains):
+        """(tokens, score, energy, positional scores) of every output candidate of ``chains``."""
+        if res.score is not None:  # the decoder ranks its own outputs (mask-predict)
+            return res.tokens[chains], res.score[chains].double(), res.energy[chains], res.positional_scores[chains]
+        if self.nbest > 1 and self.cfg.mh_select == "best":  # every post-burn-in sample competes
+            L = res.samples.size(-1)
+            tok = res.samples[:, chains].reshape(-1, L)
+            energy = res.sample_energy[:, chains].reshape(-1, 2)
+            terms = res.sample_terms[:, chains].reshape(-1, L, 2)
+            chain_of = chains.repeat(res.samples.size(0))
         else:
-            if self.nbest > 1 and cfg.mh_select == "best":
-                tok = res.samples[:, chains].reshape(-1, res.samples.size(-1))
-                energy = res.sample_energy[:, chains].reshape(-1, 2)
-                terms = res.sample_terms[:, chains].reshape(-1, res.samples.size(-1), 2)
-                chain_of = chains.repeat(res.samples.size(0))
-            else:
-                tok, energy, terms, chain_of = res.tokens[chains], res.energy[chains], res.terms[chains], chains
-            n_free = res.n_free[chain_of].clamp(min=1).double()
-            e = energy[:, target]
-            score = -e / n_free if self.hypothesis_score == "mean-energy" else -e
-            pos = -terms[..., 1]  # log p_mlm(x_t | rest); 0 at fixed symbols
+            tok, energy, terms, chain_of = res.tokens[chains], res.energy[chains], res.terms[chains], chains
+        e = energy[:, ENERGIES[self.cfg.energy]]
+        score = -e / res.n_free[chain_of].clamp(min=1).double() if self.hypothesis_score == "mean-energy" else -e
+        return tok, score, energy, -terms[..., 1]  # log p_mlm(x_t | rest); 0 at fixed symbols
+
+    def _hypotheses(self, res, b: int, l: int) -> List[dict]:
+        """The ``nbest`` best distinct candidates of sentence b, best first."""
+        chains = ((res.start // l) == b).nonzero().squeeze(1)
+        tok, score, energy, pos = self._candidates(res, chains)
         # best first; stable sort keeps the first of equal scores (the original's choice)
         order = torch.sort(-score, stable=True)[1]
         out, seen = [], set()
@@ -150,83 +145,12 @@ class MHGenerator:
             seen.add(key)
             p = pos[i][tok[i].ne(self.pad)]
             p = p[-len(row):] if len(row) else p[:0]
-            out.append(
-                {
-                    "tokens": row,
-                    "score": torch.tensor(float(score[i])),
-                    "positional_scores": p.float(),
-                    "alignment": None,
-                    "attention": None,
-                    "hypo_attn": None,
-                    "steps": cfg.mh_epochs if cfg.is_chain else cfg.decoding_iterations,
-                    "energy": energy[i].tolist(),
-                }
-            )
+            out.append({"tokens": row, "score": torch.tensor(float(score[i])), "positional_scores": p.float(),
+                        "alignment": None, "attention": None, "hypo_attn": None, "steps": res.steps,
+                        "energy": energy[i].tolist()})
             if len(out) == self.nbest:
                 break
         return out
-
-    # ------------------------------------------------------------------
-    def _write_trace(self, res, ids, cand, l):
-        """Per-epoch records of every chain; for chain samplers also one record per start
-        (``epoch`` -1, ``chain`` -1) with the warm-start state's energies and the rows it cost."""
-        st = res.stats
-        lengths = cand.reshape(-1)
-        E = st.energy.size(0)
-        lines = []
-        if self.cfg.is_chain:
-            for s in range(res.start_tokens.size(0)):
-                b, j = divmod(s, l)
-                lines.append({
-                    "id": int(ids[b]), "length": int(lengths[s]), "length_rank": j, "chain": -1, "epoch": -1,
-                    "record": "start", "sampler": self.cfg.sampler, "target_energy": self.cfg.energy,
-                    "energy_raw": float(res.start_energy[s, 0]), "energy_local": float(res.start_energy[s, 1]),
-                    "proposals": 0, "acceptance": None, "novel": None, "rows": int(res.start_rows[s]),
-                    "report_rows": 0, "target_temperature": None, "block_size": None, "burn_in": True,
-                    "n_free": int(res.n_free[s * self.cfg.num_chains]),
-                    "text": self._text(res.start_tokens[s]),
-                })
-        for c in range(res.start.numel()):
-            s = int(res.start[c])
-            b, j = divmod(s, l)
-            for e in range(E):
-                prop = int(st.proposals[e, c])
-                lines.append({
-                    "id": int(ids[b]),
-                    "length": int(lengths[s]),
-                    "length_rank": j,
-                    "chain": c % self.cfg.num_chains if self.cfg.is_chain else 0,
-                    "epoch": e,
-                    "sampler": self.cfg.sampler,
-                    "target_energy": self.cfg.energy,
-                    "energy_raw": float(st.energy[e, c, 0]),
-                    "energy_local": float(st.energy[e, c, 1]),
-                    "proposals": prop,
-                    "acceptance": float(st.accepted[e, c]) / prop if prop else None,
-                    "novel": float(st.novel[e, c]) / prop if prop else None,
-                    "rows": int(st.rows[e, c]),
-                    "report_rows": int(st.report_rows[e, c]),
-                    "target_temperature": st.temperature[e],
-                    "block_size": st.block_size[e],
-                    "burn_in": e < self.cfg.burn_in,
-                    "n_free": int(res.n_free[c]),
-                })
-        self._trace.write("".join(json.dumps(r) + "\n" for r in lines))
-        self._trace.flush()
-
-    def _write_samples(self, res, ids, l):
-        """Every post-burn-in state of every chain (the samples), as text without specials."""
-        first = self.cfg.burn_in if self.cfg.is_chain else 0
-        lines = []
-        for c in range(res.start.numel()):
-            b, j = divmod(int(res.start[c]), l)
-            for e in range(first, res.states.size(0)):
-                lines.append(json.dumps({
-                    "id": int(ids[b]), "length_rank": j, "chain": c % self.cfg.num_chains if self.cfg.is_chain else 0,
-                    "epoch": e, "tokens": self._text(res.states[e, c]),
-                }) + "\n")
-        self._dump.write("".join(lines))
-        self._dump.flush()
 
     def _text(self, row):
         return self.tgt_dict.string(row[row.ne(self.pad)], extra_symbols_to_ignore=self.symbols_to_strip_from_output)

@@ -2,16 +2,20 @@
 
 fairseq turns every field into a flag (``proposal_top_p`` -> ``--proposal-top-p``); values
 arrive in ``cfg.task``.  Names avoid fairseq's own (``--sampling``, ``--beam``), since
-fairseq-generate asserts ``nbest == beam`` under ``--sampling``.
+fairseq-generate asserts ``nbest == beam`` under ``--sampling``.  The sampler's fields take
+their names and defaults from ``core.config.SamplerConfig``, which is built from them once,
+at task set-up (``sampler_config``), with the run's ``--seed``.
 """
 
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from omegaconf import II
 
-from .core.config import SAMPLERS, ConfigError, SamplerConfig
+from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, ConfigError, SamplerConfig
 
 __all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
 
@@ -21,10 +25,10 @@ _D = SamplerConfig()
 @dataclass
 class MHDecodingConfig(FairseqDataclass):
     sampler: ChoiceEnum(list(SAMPLERS)) = field(
-        default="mask-predict",
+        default=_D.sampler,
         metadata={"help": "decoding algorithm: the mask-predict baseline, degenerate (block) Gibbs, or (block) MH"},
     )
-    energy: ChoiceEnum(["raw", "local"]) = field(
+    energy: ChoiceEnum(list(ENERGY_NAMES)) = field(
         default=_D.energy,
         metadata={"help": "target energy: raw (minus summed masked logits) or local (minus pseudo-log-likelihood)"},
     )
@@ -43,16 +47,16 @@ class MHDecodingConfig(FairseqDataclass):
         default=_D.min_target_temperature, metadata={"help": "floor of the annealed target temperature"}
     )
     block_size: int = field(
-        default=4, metadata={"help": "positions per block move (block samplers); annealed to 1 over the epochs"}
+        default=_D.block_size, metadata={"help": "positions per block move (block samplers); annealed to 1 over the epochs"}
     )
-    no_block_anneal: bool = field(default=False, metadata={"help": "keep the block size fixed"})
-    position_order: ChoiceEnum(["left-to-right", "random"]) = field(
+    no_block_anneal: bool = field(default=_D.no_block_anneal, metadata={"help": "keep the block size fixed"})
+    position_order: ChoiceEnum(list(POSITION_ORDERS)) = field(
         default=_D.position_order, metadata={"help": "order of positions within an epoch"}
     )
     force_accept_epochs: int = field(
         default=_D.force_accept_epochs, metadata={"help": "accept every proposal during the first N epochs"}
     )
-    mh_select: ChoiceEnum(["best", "last"]) = field(
+    mh_select: ChoiceEnum(list(SELECTIONS)) = field(
         default=_D.mh_select,
         metadata={"help": "output each chain's lowest-energy post-burn-in state (best) or its last state"},
     )
@@ -64,7 +68,7 @@ class MHDecodingConfig(FairseqDataclass):
         default=_D.decoding_iterations, metadata={"help": "mask-predict iterations (sampler and warm start)"}
     )
     mask_predict_min_remask: int = field(
-        default=1,
+        default=_D.mask_predict_min_remask,
         metadata={"help": "least positions mask-predict re-masks per iteration: 1 as the original, 0 as fairseq's CMLM"},
     )
     length_beam: int = field(default=5, metadata={"help": "number of target-length candidates per sentence"})
@@ -89,23 +93,22 @@ class MHDecodingConfig(FairseqDataclass):
     )
 
 
-def sampler_config(cfg, seed: int) -> SamplerConfig:
-    """The engine's config from the task options."""
+    seed: int = II("common.seed")
+
+
+def sampler_config(cfg) -> SamplerConfig:
+    """The engine's config from the task options (validated as it is made).  The baseline's
+    energies are only shown in the trace and the sample dump: without them, mask-predict
+    costs what fairseq's generator costs (no T scoring rows per candidate)."""
     sc = SamplerConfig.from_namespace(cfg)
-    sc.sampler = str(cfg.sampler)
-    sc.energy = str(cfg.energy)
-    sc.position_order = str(cfg.position_order)
-    sc.mh_select = str(cfg.mh_select)
-    sc.warm_start = str(cfg.warm_start)
-    sc.block_anneal = not cfg.no_block_anneal
-    sc.seed = int(seed)
-    return sc
+    return dataclasses.replace(sc, report_energy=bool(cfg.mh_trace or cfg.mh_dump_samples))
 
 
-def validate_decoding_options(cfg) -> None:
-    """Refuses bad values before any data or model is loaded."""
-    sampler_config(cfg, 1).validate()
+def validate_decoding_options(cfg) -> SamplerConfig:
+    """Refuses bad values before any data or model is loaded; returns the sampler config."""
+    sc = sampler_config(cfg)
     if cfg.length_beam < 1:
         raise ConfigError(f"--length-beam must be an integer >= 1 (got {cfg.length_beam})")
     if cfg.mh_max_tokens < 1:
         raise ConfigError(f"--mh-max-tokens must be an integer >= 1 (got {cfg.mh_max_tokens})")
+    return sc

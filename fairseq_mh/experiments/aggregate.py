@@ -33,11 +33,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..trace import SampleRecord, TraceRecord, by_epoch, proposal_rates
 from .spec import ExperimentError, Run
 
 __all__ = [
     "parse_generate",
-    "read_trace",
     "summarize_trace",
     "bleu",
     "bleu_from_dump",
@@ -80,94 +80,92 @@ def parse_generate(stdout: str, stderr: str = "") -> dict:
     return {"D": D, "P_len": P, "decode_s": decode_s}
 
 
-def read_trace(path) -> List[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(l) for l in f if l.strip()]
-
-
 def _mean(xs):
     xs = [x for x in xs if x is not None]
     return sum(xs) / len(xs) if xs else None
 
 
-def pick_samples(records: List[dict], target: str, n_fixed: int, score: str = "mean-energy") -> Dict[tuple, dict]:
+def pick_samples(records: List[TraceRecord], target: str, n_fixed: int,
+                 score: str = "mean-energy") -> Dict[tuple, TraceRecord]:
     """(epoch, chain, id) -> the record of the length candidate that is the sample."""
 
     def key(r):
-        e = r["energy_" + target]
+        e = r.energy_raw if target == "raw" else r.energy_local
         if score == "mean-energy":
-            e = e / max(1, r["length"] - n_fixed)
-        return (e, r["length_rank"])
+            e = e / max(1, r.length - n_fixed)
+        return (e, r.length_rank)
 
-    best: Dict[tuple, dict] = {}
+    best: Dict[tuple, TraceRecord] = {}
     for r in records:
-        k = (r["epoch"], r["chain"], r["id"])
+        k = (r.epoch, r.chain, r.id)
         if k not in best or key(r) < key(best[k]):
             best[k] = r
     return best
 
 
-def summarize_trace(records: List[dict], run: Run, n_fixed: int, ids: List[int], out_lengths: Dict[int, int]) -> dict:
-    """The run's energy, acceptance, novel and row numbers, and its per-epoch curves."""
-    if not records:
-        raise ExperimentError(f"run '{run.name}': the --mh-trace file is empty")
-    seen = {r["id"] for r in records}
-    missing = [i for i in ids if i not in seen]
-    if missing:
-        raise ExperimentError(f"run '{run.name}': the trace has no record of sentence(s) {missing[:5]}")
-    n = len(ids)
-    rows = sum(r["rows"] for r in records)
-    report_rows = sum(r["report_rows"] for r in records)
-    out = {"sentences": n, "rows": rows, "report_rows": report_rows, "model_rows": rows - report_rows}
-    if not run.is_chain:
-        chosen = {}
-        for r in sorted(records, key=lambda r: r["length_rank"]):
-            want = out_lengths.get(r["id"])
-            if want is not None and r["length"] == want and r["id"] not in chosen:
-                chosen[r["id"]] = r
-        for i, r in pick_samples(records, "local", n_fixed).items():
-            chosen.setdefault(i[2], r)  # fallback: no printed length to match
-        e_norm = sum(r["energy_local"] for r in chosen.values())
-        e_raw = sum(r["energy_raw"] for r in chosen.values())
-        out.update(E_norm=e_norm, E_norm_best=e_norm, E_raw=e_raw, acceptance=None, novel=None, curve={})
-        return out
-    target = run.options.get("energy", "raw")
-    score = run.options.get("hypothesis_score", "mean-energy")
-    post = [r for r in records if not r["burn_in"]]
-    burn_in = min((r["epoch"] for r in post), default=0)
-    picked = pick_samples(post, target, n_fixed, score)
+def _refinement_summary(records: List[TraceRecord], n_fixed: int, out_lengths: Dict[int, int]) -> dict:
+    """Energies of the printed outputs of a refinement decoder (one record per candidate)."""
+    chosen = {}
+    for r in sorted(records, key=lambda r: r.length_rank):
+        want = out_lengths.get(r.id)
+        if want is not None and r.length == want and r.id not in chosen:
+            chosen[r.id] = r
+    for i, r in pick_samples(records, "local", n_fixed).items():
+        chosen.setdefault(i[2], r)  # fallback: no printed length to match
+    e_norm = sum(r.energy_local for r in chosen.values())
+    e_raw = sum(r.energy_raw for r in chosen.values())
+    return dict(E_norm=e_norm, E_norm_best=e_norm, E_raw=e_raw, acceptance=None, novel=None, curve={})
+
+
+def _chain_curve(post: List[TraceRecord], picked: Dict[tuple, TraceRecord], burn_in: int) -> dict:
+    """Post-burn-in epoch -> mean over chains of the sample's energies, and the rates."""
     e_norm = defaultdict(dict)  # epoch -> chain -> total
     e_raw = defaultdict(dict)
     for (ep, ch, _), r in picked.items():
-        e_norm[ep][ch] = e_norm[ep].get(ch, 0.0) + r["energy_local"]
-        e_raw[ep][ch] = e_raw[ep].get(ch, 0.0) + r["energy_raw"]
-    prop = defaultdict(int)
-    acc = defaultdict(float)
-    nov = defaultdict(float)
-    for r in post:
-        p = r["proposals"]
-        prop[r["epoch"]] += p
-        if p:
-            acc[r["epoch"]] += r["acceptance"] * p
-            nov[r["epoch"]] += r["novel"] * p
-    epochs = sorted(e_norm)
+        e_norm[ep][ch] = e_norm[ep].get(ch, 0.0) + r.energy_local
+        e_raw[ep][ch] = e_raw[ep].get(ch, 0.0) + r.energy_raw
+    epochs = by_epoch(post)
     curve = {}
-    for ep in epochs:
+    for ep in sorted(e_norm):
+        _, acc, nov = proposal_rates(epochs[ep])
         curve[ep - burn_in] = {
             "epoch": ep,
             "E_norm": _mean(e_norm[ep].values()),
             "E_raw": _mean(e_raw[ep].values()),
-            "acceptance": acc[ep] / prop[ep] if prop[ep] else None,
-            "novel": nov[ep] / prop[ep] if prop[ep] else None,
-            "target_temperature": next(r["target_temperature"] for r in post if r["epoch"] == ep),
+            "acceptance": acc,
+            "novel": nov,
+            "target_temperature": epochs[ep][0].target_temperature,
         }
-    P = sum(prop.values())
+    return curve
+
+
+def summarize_trace(records: List[TraceRecord], run: Run, n_fixed: int, ids: List[int],
+                    out_lengths: Dict[int, int]) -> dict:
+    """The run's energy, acceptance, novel and row numbers, and its per-epoch curves."""
+    if not records:
+        raise ExperimentError(f"run '{run.name}': the --mh-trace file is empty")
+    seen = {r.id for r in records}
+    missing = [i for i in ids if i not in seen]
+    if missing:
+        raise ExperimentError(f"run '{run.name}': the trace has no record of sentence(s) {missing[:5]}")
+    rows = sum(r.rows for r in records)
+    report_rows = sum(r.report_rows for r in records)
+    out = {"sentences": len(ids), "rows": rows, "report_rows": report_rows, "model_rows": rows - report_rows}
+    if not run.is_chain:
+        out.update(_refinement_summary(records, n_fixed, out_lengths))
+        return out
+    target = run.options.get("energy", "raw")
+    score = run.options.get("hypothesis_score", "mean-energy")
+    post = [r for r in records if not r.burn_in]
+    burn_in = min((r.epoch for r in post), default=0)
+    curve = _chain_curve(post, pick_samples(post, target, n_fixed, score), burn_in)
+    _, acceptance, novel = proposal_rates(post)
     out.update(
         E_norm=_mean(c["E_norm"] for c in curve.values()),
         E_norm_best=min(c["E_norm"] for c in curve.values()),
         E_raw=_mean(c["E_raw"] for c in curve.values()),
-        acceptance=sum(acc.values()) / P if P else None,
-        novel=sum(nov.values()) / P if P else None,
+        acceptance=acceptance,
+        novel=novel,
         curve=curve,
         burn_in=burn_in,
     )
@@ -197,23 +195,23 @@ def detokenizer(model_cfg, tgt_lang: str):
     return fn
 
 
-def bleu_from_dump(dump_records: List[dict], trace_records: List[dict], run: Run, n_fixed: int, ids: List[int],
-                   refs: List[str], detok) -> Dict[int, dict]:
+def bleu_from_dump(dump_records: List[SampleRecord], trace_records: List[TraceRecord], run: Run, n_fixed: int,
+                   ids: List[int], refs: List[str], detok) -> Dict[int, dict]:
     """Post-burn-in epoch -> {'bleu': mean over chains, 'chains': n} from --mh-dump-samples."""
     target = run.options.get("energy", "raw")
     score = run.options.get("hypothesis_score", "mean-energy")
-    post = [r for r in trace_records if not r["burn_in"]]
-    burn_in = min(r["epoch"] for r in post)
+    post = [r for r in trace_records if not r.burn_in]
+    burn_in = min(r.epoch for r in post)
     picked = pick_samples(post, target, n_fixed, score)
-    text = {(d["epoch"], d["chain"], d["id"], d["length_rank"]): d["tokens"] for d in dump_records}
-    by_epoch = defaultdict(dict)
+    text = {(d.epoch, d.chain, d.id, d.length_rank): d.tokens for d in dump_records}
+    texts = defaultdict(dict)
     for (ep, ch, sid), r in picked.items():
-        k = (ep, ch, sid, r["length_rank"])
+        k = (ep, ch, sid, r.length_rank)
         if k not in text:
             raise ExperimentError(f"run '{run.name}': the sample dump lacks sentence {sid}, chain {ch}, epoch {ep}")
-        by_epoch[ep].setdefault(ch, {})[sid] = detok(text[k])
+        texts[ep].setdefault(ch, {})[sid] = detok(text[k])
     out = {}
-    for ep, chains in sorted(by_epoch.items()):
+    for ep, chains in sorted(texts.items()):
         scores = [bleu([c[i] for i in ids], refs) for c in chains.values()]
         out[ep - burn_in] = {"bleu": sum(scores) / len(scores), "chains": len(scores)}
     return out

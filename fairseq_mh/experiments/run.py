@@ -33,14 +33,14 @@ from .aggregate import (
     bleu_from_dump,
     detokenizer,
     parse_generate,
-    read_trace,
     summarize_trace,
     write_curves_csv,
     write_plots,
     write_tables,
 )
+from ..trace import TraceRecord, read_samples, read_trace
 from .data import Prepared, _env, file_stamp, prepare_data, tool
-from .spec import ExperimentError, Run, check_config, curve_mode
+from .spec import ExperimentError, Run, check_config, curve_mode, kind_of
 
 log = logging.getLogger("fairseq_mh.experiments")
 
@@ -188,17 +188,17 @@ def curve_epochs(post_epochs: int, points: Optional[int]) -> List[int]:
     return sorted({round(k * (post_epochs - 1) / (points - 1)) for k in range(points)})
 
 
-def _retrace_diff(main_trace: List[dict], rerun_trace: List[dict], epoch: int) -> float:
+def _retrace_diff(main_trace: List[TraceRecord], rerun_trace: List[TraceRecord], epoch: int) -> float:
     """Largest energy difference between chain 0 of the main run and the rerun at ``epoch``."""
-    ref = {(r["id"], r["length_rank"]): r for r in main_trace if r["chain"] == 0 and r["epoch"] == epoch}
+    ref = {(r.id, r.length_rank): r for r in main_trace if r.chain == 0 and r.epoch == epoch}
     worst = 0.0
     for r in rerun_trace:
-        if r["epoch"] != epoch:
+        if r.epoch != epoch:
             continue
-        m = ref.get((r["id"], r["length_rank"]))
+        m = ref.get((r.id, r.length_rank))
         if m is None:
             return float("inf")
-        worst = max(worst, abs(m["energy_local"] - r["energy_local"]), abs(m["energy_raw"] - r["energy_raw"]))
+        worst = max(worst, abs(m.energy_local - r.energy_local), abs(m.energy_raw - r.energy_raw))
     return worst
 
 
@@ -223,11 +223,11 @@ def run_one(cfg, data: Prepared, run: Run, folder: Path, i: int, n: int) -> dict
         post = o["mh_epochs"] - o["burn_in"]
         wanted = curve_epochs(post, cfg.curves.points)
         if mode == "dump":
-            dump = read_trace(folder / "main" / "samples.jsonl")
+            dump = read_samples(folder / "main" / "samples.jsonl")
             full = bleu_from_dump(dump, trace, run, cfg.model.fixed_symbols, ids, refs,
                                   detokenizer(cfg.model, cfg.data.tgt_lang))
             bleu_curve = {e: full[e] for e in wanted if e in full}
-        elif run.is_block and not o.get("no_block_anneal", False):
+        elif run.anneals_blocks:
             log.warning("%s: no BLEU curve from reruns: the annealed block size depends on --mh-epochs "
                         "(use curves.bleu=dump)", run.name)
         else:
@@ -260,7 +260,7 @@ def table_row(r: dict) -> dict:
     n = r["sentences"]
     row = {
         "run": r["run"], "label": r["label"], **r["grid"], "sampler": o.get("sampler"),
-        "energy": o.get("energy") if o.get("sampler") in ("mh", "block-mh") else None,
+        "energy": o.get("energy") if kind_of(o).exact else None,
         "E_norm_x1e-3": r["E_norm"] / 1000, "E_norm_best_x1e-3": r["E_norm_best"] / 1000,
         "E_norm_per_sentence": r["E_norm"] / n, "E_raw_x1e-3": r["E_raw"] / 1000,
         "novel": r["novel"], "acceptance": r["acceptance"], "BLEU": r["BLEU"],
@@ -269,7 +269,7 @@ def table_row(r: dict) -> dict:
         "wall_s": r["wall_s"], "decode_s": r["decode_s"], "model_rows": r["model_rows"], "report_rows": r["report_rows"],
         "rows_per_s": r["rows"] / r["decode_s"] if r.get("decode_s") else None,
     }
-    if o.get("sampler") == "mask-predict":
+    if not kind_of(o).is_chain:
         row.update(mh_epochs=None, burn_in=None, num_chains=None, length_beam=o.get("length_beam"))
     else:
         row.update({k: o.get(k) for k in ("mh_epochs", "burn_in", "num_chains", "length_beam")})

@@ -18,6 +18,9 @@ from typing import Any, Dict, List
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fairseq_mh.core.config import SamplerConfig
+from fairseq_mh.core.kinds import SAMPLER_KINDS, SamplerKind
+
 __all__ = ["ExperimentError", "Run", "expand_runs", "check_config", "plugin_options", "RUNNER_KEYS"]
 
 RUNNER_KEYS = ("label",)  # keys of a setting that are the runner's, not the plug-in's
@@ -41,19 +44,33 @@ class Run:
     grid: Dict[str, Any] = field(default_factory=dict)
 
     @property
-    def is_chain(self) -> bool:
-        return self.options.get("sampler") != "mask-predict"
+    def kind(self) -> SamplerKind:
+        """The sampler's row in the engine's table of kinds."""
+        return kind_of(self.options)
 
     @property
-    def is_block(self) -> bool:
-        return self.options.get("sampler") in ("block-mh", "block-gibbs")
+    def is_chain(self) -> bool:
+        return self.kind.is_chain
+
+    @property
+    def anneals_blocks(self) -> bool:
+        """Block moves whose size is annealed over the epochs (so it depends on --mh-epochs)."""
+        return self.kind.block and not self.options.get("no_block_anneal", SamplerConfig.no_block_anneal)
+
+
+def kind_of(options: Dict[str, Any]) -> SamplerKind:
+    """The sampler kind of a run's plug-in options (the plug-in's default when unset)."""
+    return SAMPLER_KINDS[options.get("sampler", SamplerConfig.sampler)]
 
 
 def plugin_options() -> Dict[str, dataclasses.Field]:
     """The plug-in's decoding options (fields of its fairseq dataclass) by name."""
     from fairseq_mh.options import MHDecodingConfig
 
-    return {f.name: f for f in dataclasses.fields(MHDecodingConfig) if not f.name.startswith("_")}
+    def interpolated(f):  # e.g. seed: ${common.seed}, fairseq's own option, not a decoding one
+        return isinstance(f.default, str) and f.default.startswith("${")
+
+    return {f.name: f for f in dataclasses.fields(MHDecodingConfig) if not f.name.startswith("_") and not interpolated(f)}
 
 
 def _plain(node) -> Any:

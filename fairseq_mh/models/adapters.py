@@ -51,8 +51,6 @@ def length_candidates(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int,
 class ModelAdapter:
     """Interface shared by the checkpoint families (see module docstring)."""
 
-    family = "base"
-
     def __init__(self, model, tgt_dict):
         self.model = model
         self.dict = tgt_dict
@@ -143,7 +141,6 @@ class ModelAdapter:
 class MaskPredictAdapter(ModelAdapter):
     """Original Mask-Predict (``bert_transformer_seq2seq``): LENGTH token, no BOS, ``<mask>``=4."""
 
-    family = "mask-predict"
     decode_eos = True
 
     def __init__(self, model, tgt_dict):
@@ -167,7 +164,6 @@ class CMLMAdapter(ModelAdapter):
     """fairseq ``cmlm_transformer``: BOS/EOS frame the target, ``<unk>`` is the mask,
     mean-pooled ``embed_length`` predicts the total length (optionally as an offset)."""
 
-    family = "cmlm"
     has_bos = True
 
     def __init__(self, model, tgt_dict):

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-import torch
-
 from ..errors import UserError
-from ..options import sampler_config, validate_decoding_options
+from ..options import validate_decoding_options
 
 
 def model_arch(model_cfg) -> str:
@@ -68,9 +64,11 @@ class MHDecodingMixin:
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
-        validate_decoding_options(cfg)
+        sampler_cfg = validate_decoding_options(cfg)  # the one validation, before any loading
         check_data_dir(cfg)
-        return super().setup_task(cfg, **kwargs)
+        task = super().setup_task(cfg, **kwargs)
+        task.sampler_cfg = sampler_cfg
+        return task
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         try:
@@ -107,15 +105,10 @@ class MHDecodingMixin:
         from ..generator import MHGenerator
 
         cfg = self.cfg
-        # fairseq-generate / -interactive seed torch with --seed before building the generator
-        sc = sampler_config(cfg, seed=torch.initial_seed() % (2**62))
-        # the baseline's energies are only shown in the trace and the sample dump: without them,
-        # mask-predict costs what fairseq's generator costs (no T scoring rows per candidate)
-        sc = dataclasses.replace(sc, report_energy=bool(cfg.mh_trace or cfg.mh_dump_samples))
         nbest = int(getattr(args, "nbest", 1) or 1)
         return MHGenerator(
             self.target_dictionary,
-            sc,
+            self.sampler_cfg,
             length_beam=cfg.length_beam,
             length_style=str(cfg.length_candidates),
             hypothesis_score=str(cfg.hypothesis_score),
