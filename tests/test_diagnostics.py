@@ -12,7 +12,7 @@ chain (from the engine's epoch kernel), and the sampled runs are checked to be w
 sampling bound of it (independent chains; expected TV of an empirical law plus a McDiarmid
 deviation at probability DELTA).  The requirement put on the diagnostics: flag at least
 90% of the far run's groups and pass at least 90% of the close run's, at R-hat threshold
-RHAT_OK; the shares allowed are that level plus the Hoeffding deviation of a share over
+RHAT_OK (1.05); the shares allowed are that level plus the Hoeffding deviation of a share over
 GROUPS groups at probability DELTA.  (With 40 draws per chain, about three quarters of the
 close groups are also below the strict 1.01; R-hat needs draws that are long compared with
 the chains' autocorrelation, so exact-start chains on a target where they barely move
@@ -20,6 +20,9 @@ within the run are flagged as well.)
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,13 +32,14 @@ import xarray
 
 from fairseq_mh.core import ChainSampler, ProposalShape, RowEvaluator, SamplerConfig, Starts, rng
 from fairseq_mh.core.diagnostics import (
-    RHAT_OK, TAIL_PROB, CorpusSummary, GroupDiagnostics, chain_traces, diagnose, diagnose_series, summarize,
+    TAIL_PROB, CorpusSummary, GroupDiagnostics, chain_traces, diagnose, diagnose_series, summarize,
 )
 from fairseq_mh.core.exact import SmallSpace, target_distribution, total_variation
 from fairseq_mh.core.inference_data import ENGINE, to_inference_data, write_netcdf
 from toy_models import BOS, EOS, MASK, PAD, TinyNet, allowed_vector
 
 DELTA = 1e-4
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rank_rhat(x):
@@ -292,3 +296,10 @@ def test_diagnostics_flag_far_runs_and_pass_close_ones(target):
     # energies show exactly the chains whose states never changed
     assert s_far.never_moved == _never_moved(far) and s_close.never_moved == _never_moved(close)
     assert s_far.chains == s_close.chains == n
+
+
+def test_diagnostics_need_no_fairseq():
+    code = ("import sys; sys.modules['fairseq'] = None\n"
+            "import fairseq_mh.core.diagnostics, fairseq_mh.core.inference_data\n"
+            "assert not any(m.split('.')[0] == 'fairseq' for m in sys.modules if sys.modules[m] is not None)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": ROOT})

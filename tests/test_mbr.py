@@ -1,6 +1,9 @@
 """MBR selection: batched scores against sacreBLEU, exact expected utilities, weights, ties, cost."""
 
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -10,6 +13,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from fairseq_mh.core.mbr import _winner, mbr_select
 from fairseq_mh.core.utility import clipped_matches, make_utility
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = {"bleu": lambda: BLEU(effective_order=True), "chrf": CHRF}
 UTILS = sorted(REFERENCE)
 
@@ -150,3 +154,10 @@ def test_bad_inputs_are_refused():
         mbr_select([["a"]])
     with pytest.raises(ValueError, match="--mbr-utility"):
         mbr_select(["a"], utility="ter")
+
+
+def test_mbr_needs_no_fairseq():
+    code = ("import sys; sys.modules['fairseq'] = None\n"
+            "import fairseq_mh.core.mbr, fairseq_mh.core.utility\n"
+            "assert not any(m.split('.')[0] == 'fairseq' for m in sys.modules if sys.modules[m] is not None)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": ROOT})

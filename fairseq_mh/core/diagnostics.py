@@ -57,6 +57,8 @@ __all__ = [
     "diagnose_series",
     "summarize",
     "min_draws",
+    "as_group_traces",
+    "series_names",
 ]
 
 SERIES = ("raw", "local")  # the energy columns of ChainResult.sample_energy
@@ -123,12 +125,23 @@ def chain_traces(sample_energy, num_chains: int) -> np.ndarray:
     return a.reshape(D, C // num_chains, num_chains, K).transpose(1, 2, 0, 3)
 
 
-def _checked(traces) -> np.ndarray:
+def as_group_traces(traces) -> np.ndarray:
+    """float64 [G, chains, draws, K] from [G, chains, draws] (one series) or [G, chains, draws, K]."""
     a = np.asarray(traces, dtype=np.float64)
     if a.ndim == 3:
         a = a[..., None]
     if a.ndim != 4:
         raise ValueError(f"traces must be [groups, chains, draws] or [groups, chains, draws, series], got {a.shape}")
+    return a
+
+
+def series_names(k: int) -> Tuple[str, ...]:
+    """``SERIES`` for the two energies of a chain result, else s0, s1, ..."""
+    return SERIES if k == len(SERIES) else tuple(f"s{i}" for i in range(k))
+
+
+def _checked(traces) -> np.ndarray:
+    a = as_group_traces(traces)
     G, R, D, K = a.shape
     if R < 1:
         raise ValueError("traces need at least one chain")
@@ -160,7 +173,7 @@ def _arviz(a: np.ndarray):
 def diagnose(traces) -> GroupDiagnostics:
     """Diagnostics of every group: ``traces`` [G, chains, draws] or [G, chains, draws, K].
 
-    Series are named after ``SERIES`` when there are two, else ``s0, s1, ...``.
+    Series are named by ``series_names``.
     """
     a = _checked(traces)
     G, R, D, K = a.shape
@@ -172,8 +185,7 @@ def diagnose(traces) -> GroupDiagnostics:
     rhat = np.where(dead | np.isnan(rhat), np.inf, rhat)
     bulk = np.where(dead | np.isnan(bulk), 0.0, bulk)
     tail = np.where(dead | np.isnan(tail), 0.0, tail)
-    names = SERIES if K == len(SERIES) else tuple(f"s{k}" for k in range(K))
-    return GroupDiagnostics(rhat, bulk, tail, stuck, never, R, D, names)
+    return GroupDiagnostics(rhat, bulk, tail, stuck, never, R, D, series_names(K))
 
 
 def diagnose_series(trace) -> SeriesDiagnostics:

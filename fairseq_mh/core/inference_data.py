@@ -4,9 +4,9 @@ A user plots the chains of a run with ArviZ, e.g.::
 
     import arviz_stats, xarray
     dt = xarray.open_datatree("traces.nc", engine="h5netcdf")
-    arviz_stats.rhat(dt)                                  # diagnostics.diagnose's R-hat
-    arviz_stats.ess(dt, method="tail", prob=TAIL_PROB)   # its tail ESS (ArviZ's own
-                                                          # default quantiles are 0.11, 0.89)
+    arviz_stats.rhat(dt)                                # diagnostics.diagnose's R-hat
+    arviz_stats.ess(dt, method="tail", prob=(0.05, 0.95))  # its tail ESS (TAIL_PROB;
+                                                        # ArviZ's default is 0.11, 0.89)
 
 The ``posterior`` group holds one variable per series (``energy_raw``, ``energy_local``) with
 dimensions (chain, draw, group): a group is one (sentence, length candidate), labelled by
@@ -27,33 +27,23 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from arviz_base import from_dict
 
-from .diagnostics import SERIES
+from .diagnostics import as_group_traces, series_names
 
 __all__ = ["ENGINE", "to_inference_data", "write_netcdf"]
 
 ENGINE = "h5netcdf"
 
 
-def _as_groups(traces) -> np.ndarray:
-    a = np.asarray(traces, dtype=np.float64)
-    if a.ndim == 3:
-        a = a[..., None]
-    if a.ndim != 4:
-        raise ValueError(f"traces must be [groups, chains, draws(, series)], got shape {a.shape}")
-    return a
-
-
 def to_inference_data(traces, series: Optional[Sequence[str]] = None,
                       labels: Optional[Mapping[str, Sequence]] = None):
     """DataTree with a ``posterior`` group built from ``traces`` [G, chains, draws, K].
 
-    ``series`` names the K series (default: ``SERIES`` when K == 2); ``labels`` maps
+    ``series`` names the K series (default: ``diagnostics.series_names``); ``labels`` maps
     coordinate names to G values each, attached along the ``group`` dimension.
     """
-    a = _as_groups(traces)
+    a = as_group_traces(traces)
     G, R, D, K = a.shape
-    if series is None:
-        series = SERIES if K == len(SERIES) else tuple(f"s{k}" for k in range(K))
+    series = series_names(K) if series is None else tuple(series)
     if len(series) != K:
         raise ValueError(f"{K} series but {len(series)} names")
     data = {f"energy_{name}": a[..., k].transpose(1, 2, 0) for k, name in enumerate(series)}

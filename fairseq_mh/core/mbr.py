@@ -7,6 +7,7 @@ expected utility against that estimate,
     EU(h) = sum_j c_j U(h, y_j) / sum_j c_j,
 
 over the distinct samples y_j (h's own visits included: they are part of the estimate).
+U is sacreBLEU's sentence BLEU or chrF (``utility`` says why sacreBLEU rather than mbrs).
 Samples are deduplicated first, so the utility is scored once per ordered pair of
 distinct strings (see ``utility``); a sample visited a thousand times costs what a sample
 visited once does.  Ties (expected utilities within 1e-9) go to the sample visited more
