@@ -64,7 +64,7 @@ __all__ = [
 SERIES = ("raw", "local")  # the energy columns of ChainResult.sample_energy
 RHAT_GOOD = 1.01  # Vehtari et al. (2021): trust the samples below this
 RHAT_OK = 1.05  # a laxer, commonly used threshold
-TAIL_PROB = (0.05, 0.95)  # ArviZ's default quantiles for the tail ESS
+TAIL_PROB = (0.05, 0.95)  # tail ESS quantiles of Vehtari et al. (2021) and Stan (arviz-stats: 0.11, 0.89)
 
 
 def min_draws(chains: int) -> int:
