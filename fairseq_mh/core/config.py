@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from .errors import UserError
+
 __all__ = [
     "SAMPLERS",
     "SamplerConfig",
@@ -24,7 +26,7 @@ SELECTIONS = ("best", "last")
 WARM_STARTS = ("greedy", "mask-predict", "given")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid sampler setting; the message names the option and the allowed values."""
 
 

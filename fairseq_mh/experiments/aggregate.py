@@ -27,12 +27,12 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..textio import atomic_file, atomic_write, moses_detokenizer, sacrebleu_score
 from .spec import ExperimentError, Run
 
 __all__ = [
@@ -44,19 +44,10 @@ __all__ = [
     "write_tables",
     "write_plots",
     "COLUMNS",
-    "atomic_write",
 ]
 
 _LINE = re.compile(r"^([DP])-(\d+)\t(.*)$")
 _TIME = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def parse_generate(stdout: str, stderr: str = "") -> dict:
@@ -175,24 +166,19 @@ def summarize_trace(records: List[dict], run: Run, n_fixed: int, ids: List[int],
 
 
 def bleu(hyps: List[str], refs: List[str]) -> float:
-    import sacrebleu
-
-    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    """sacreBLEU (its defaults) of detokenized hypotheses against the raw references."""
+    return float(sacrebleu_score(hyps, refs)[0].score)
 
 
 def detokenizer(model_cfg, tgt_lang: str):
     """Token string of the target dictionary -> text as fairseq-generate's D- line has it."""
     from fairseq.data.data_utils import post_process
 
-    detok = None
-    if model_cfg.tokenizer == "moses":
-        from sacremoses import MosesDetokenizer
-
-        detok = MosesDetokenizer(lang=tgt_lang)
+    detok = moses_detokenizer(tgt_lang) if model_cfg.tokenizer == "moses" else None
 
     def fn(s: str) -> str:
         s = post_process(s, model_cfg.bpe) if model_cfg.bpe else s
-        return detok.detokenize(s.split()) if detok is not None else s
+        return detok(s) if detok is not None else s
 
     return fn
 
@@ -304,11 +290,10 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
         for ax in fig.axes:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         p = folder / fname
-        tmp = folder / f".{fname}.tmp{os.getpid()}.png"
         fig.tight_layout()
-        fig.savefig(tmp, dpi=110)
+        with atomic_file(p, binary=True) as f:
+            fig.savefig(f, format="png", dpi=110)
         plt.close(fig)
-        os.replace(tmp, p)
         paths.append(p)
 
     chain_runs = [r for r in results if r["curve"]]

@@ -18,6 +18,8 @@ from typing import Any, Dict, List
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..core.errors import UserError
+
 __all__ = ["ExperimentError", "Run", "expand_runs", "check_config", "plugin_options", "RUNNER_KEYS"]
 
 RUNNER_KEYS = ("label",)  # keys of a setting that are the runner's, not the plug-in's
@@ -26,7 +28,7 @@ CURVE_MODES = ("off", "rerun", "dump")
 ALIASES = {"proposal_temperature": "T", "proposal_top_p": "p", "anneal_rate": "anneal", "length_beam": "beam"}
 
 
-class ExperimentError(Exception):
+class ExperimentError(UserError):
     """A mistake in the experiment's configuration or inputs; the message is one line."""
 
 
