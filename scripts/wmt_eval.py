@@ -106,6 +106,14 @@ def load_done(folder: Path) -> Optional[dict]:
     return json.loads(f.read_text(encoding="utf-8"))
 
 
+def done_before(final: Path, step: str) -> bool:
+    """Whether the step's folder is complete already (a re-run skips it, and says so)."""
+    if load_done(final) is None:
+        return False
+    log(f"{step}: done before, skipped ({final})")
+    return True
+
+
 def differing(a: dict, b: dict) -> str:
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(keys) or "format"
@@ -281,8 +289,7 @@ def check_existing(args, out: Path, fps: Dict[str, dict]) -> Dict[str, bool]:
 def step_prepare(args, inp, out: Path, fp: dict) -> None:
     s, t = inp["src_lang"], inp["tgt_lang"]
     final = out / "prep"
-    if load_done(final) is not None:
-        log(f"prepare: done before, skipped ({final})")
+    if done_before(final, "prepare"):
         return
     log(f"prepare: Moses tokenization{' + BPE' if inp['bpe_codes'] else ''} of {len(inp['src_lines'])} sentences")
     src_pre = make_preprocessor(s, inp["bpe_codes"], args.normalize_punctuation)
@@ -308,8 +315,7 @@ def oov_rate(text_file: Path, dict_file: Path) -> float:
 def step_binarize(args, inp, out: Path, fp: dict) -> None:
     s, t = inp["src_lang"], inp["tgt_lang"]
     final = out / "bin"
-    if load_done(final) is not None:
-        log(f"binarize: done before, skipped ({final})")
+    if done_before(final, "binarize"):
         return
     rate = oov_rate(out / "prep" / f"test.{s}", inp["dicts"][s])
     log(f"binarize: {rate:.2%} of source tokens are not in the model's dictionary")

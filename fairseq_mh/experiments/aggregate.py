@@ -30,7 +30,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from ..textio import atomic_file, atomic_write, moses_detokenizer, sacrebleu_score
 from .spec import ExperimentError, Run
@@ -283,21 +283,27 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
+    for fname, draw in (("energy.png", _energy_plot), ("bleu.png", _bleu_plot), ("acceptance.png", _acceptance_plot)):
+        fig = draw(plt, results, title)
+        paths.append(_save_png(plt, fig, folder / fname))
+    return paths
 
+
+def _save_png(plt, fig, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
-    def save(fig, fname):
-        for ax in fig.axes:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        p = folder / fname
-        fig.tight_layout()
-        with atomic_file(p, binary=True) as f:
-            fig.savefig(f, format="png", dpi=110)
-        plt.close(fig)
-        paths.append(p)
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    with atomic_file(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return path
 
+
+def _energy_plot(plt, results: List[dict], title: str):
+    """-E_norm (Figure 1 left) and -E_raw (appendix Figure 3)."""
     chain_runs = [r for r in results if r["curve"]]
-    # energy: -E_norm (Figure 1 left) and -E_raw (appendix Figure 3)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, ax, name in (("E_norm", axes[0], "-E_norm"), ("E_raw", axes[1], "-E_raw")):
         for r in chain_runs:
@@ -312,8 +318,10 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
         ax.set_title(f"{title}: {name}")
         if chain_runs:
             ax.legend(fontsize=7)
-    save(fig, "energy.png")
+    return fig
 
+
+def _bleu_plot(plt, results: List[dict], title: str):
     fig, ax = plt.subplots(figsize=(6, 4))
     drew = False
     for r in results:
@@ -332,8 +340,11 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
     ax.set_title(f"{title}: BLEU")
     if drew:
         ax.legend(fontsize=7)
-    save(fig, "bleu.png")
+    return fig
 
+
+def _acceptance_plot(plt, results: List[dict], title: str):
+    chain_runs = [r for r in results if r["curve"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, ax in (("acceptance", axes[0]), ("novel", axes[1])):
         for r in chain_runs:
@@ -345,8 +356,7 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
         ax.set_title(f"{title}: {key}")
         if chain_runs:
             ax.legend(fontsize=7)
-    save(fig, "acceptance.png")
-    return paths
+    return fig
 
 
 def write_curves_csv(folder: Path, results: List[dict]) -> None:
