@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import ENV, parse_generate, run
+from fairseq_mh.textio import normalise_romanian
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -335,7 +336,7 @@ def test_wrappers_are_thin_and_name_their_direction():
 
 def test_romanian_normalisation():
     crafted = "\u015eeful \u015ftie c\u0103 \u0162ara \u0163ine \u00ceN \u00eenc\u0103 \u00c2\u00e2 \u0218\u0219\u021a\u021b \u201ebine\u201d \u2013 5,5%"
-    assert wmt_eval.normalise_romanian(crafted) == "Seful stie ca Tara tine IN inca Aa SsTt \u201ebine\u201d \u2013 5,5%"
+    assert normalise_romanian(crafted) == "Seful stie ca Tara tine IN inca Aa SsTt \u201ebine\u201d \u2013 5,5%"
     # punctuation is left to the Moses tokenizer (normalise-romanian.py does not touch it)
     pre = wmt_eval.make_preprocessor("ro")
     assert pre.tokenize("\u015eeful ONU declar\u0103 c\u0103 \u201enu exist\u0103\u201d") == \

@@ -7,7 +7,8 @@ its caller states, never a default picked here:
   - ``scripts/wmt_eval.py`` passes False.  The released Mask-Predict models were trained on
     WMT14 En-De as Google's ``wmt16_en_de`` recipe prepared it (``tokenizer.perl -q -l L``, no
     ``-a``; joined dictionary of 32768 entries), not on fairseq's ``prepare-wmt14en2de.sh``
-    (``-a``, 40000 BPE merges); the committed WMT tests pin this tokenization.
+    (``-a``, 40000 BPE merges).  This is what the script always did; tests/test_textio.py
+    pins it.
   - the experiment runner passes True when a model says ``tokenizer: moses``: it decodes with
     fairseq's ``--tokenizer moses``, whose encoder splits dashes (``moses_no_dash_splits``
     off), so the source must be tokenized the same way.
