@@ -112,7 +112,7 @@ def main(argv=None):
             "length; one of another length is the other ranking of the candidates.  Seconds include "
             "start-up; fairseq_mh decodes each sentence in its own model calls (bit-identical output "
             "whatever the batching), which costs most with one length candidate.\n")
-    from fairseq_mh.experiments.aggregate import atomic_write
+    from fairseq_mh.textio import atomic_write
 
     atomic_write(Path(a.out), text)
     print(text)

@@ -97,7 +97,7 @@ def main(argv=None):
             f"model ../shared/models/m30k-cmlm; chain samplers: {a.epochs} epochs, burn-in {a.burn_in}, "
             f"{a.chains} chains, best post-burn-in state; 2 CPU cores, torch {torch.__version__}.\n\n"
             f"Command: `{cmd.strip()}`\n\n{markdown_table(rows)}\n")
-    from fairseq_mh.experiments.aggregate import atomic_write
+    from fairseq_mh.textio import atomic_write
 
     atomic_write(Path(a.out), text)
     print(text)

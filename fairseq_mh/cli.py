@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -9,14 +10,10 @@ def _run(module: str) -> None:
     import importlib
 
     import fairseq_mh  # noqa: F401  (registers the plug-in)
-    from fairseq_mh.errors import UserError, report
-    from fairseq_mh.core.config import ConfigError
+    from fairseq_mh.errors import exit_on_user_error
 
-    try:
+    with exit_on_user_error(os.path.basename(sys.argv[0])):
         importlib.import_module(module).cli_main()
-    except (UserError, ConfigError) as e:
-        report(e, prog=sys.argv[0].rsplit("/", 1)[-1])
-        sys.exit(1)
 
 
 def generate() -> None:

@@ -17,7 +17,11 @@ import sys
 from pathlib import Path
 from typing import Dict
 
+from .errors import UserError, exit_on_user_error
+from .textio import atomic_file, atomic_write, read_lines
+
 REPO = Path(__file__).resolve().parents[1]
+PROG = "fairseq_mh.demo"
 
 # name -> decoding options (the same names as the command line's, see fairseq_mh/options.py)
 SETTINGS: Dict[str, dict] = {
@@ -31,7 +35,7 @@ SETTINGS: Dict[str, dict] = {
 
 
 def _parse(argv=None):
-    p = argparse.ArgumentParser(prog="fairseq_mh.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(REPO / "demo" / "model"), help="folder with checkpoint.pt, dict.*.txt, spm.model")
     p.add_argument("--sentences", default=str(REPO / "demo" / "sentences"), help="PREFIX of PREFIX.de / PREFIX.en")
     p.add_argument("--out", default="demo_output", help="folder for the table, traces and plot")
@@ -43,28 +47,37 @@ def _parse(argv=None):
     return p.parse_args(argv)
 
 
-def _fail(msg: str) -> None:
-    print(f"fairseq_mh.demo: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+def _inputs(args):
+    """The checked inputs (a mistake is a UserError): model folder, sentences, references."""
+    model_dir, prefix = Path(args.model), Path(args.sentences)
+    for f in (model_dir / "checkpoint.pt", model_dir / "spm.model", model_dir / "dict.de.txt", model_dir / "dict.en.txt"):
+        if not f.is_file():
+            raise UserError(f"{f} is missing: run from a complete clone, or train one with scripts/train_demo_model.sh")
+    for f in (Path(f"{prefix}.de"), Path(f"{prefix}.en")):
+        if not f.is_file():
+            raise UserError(f"{f} is missing: --sentences takes a PREFIX with PREFIX.de and PREFIX.en")
+    src, ref = read_lines(f"{prefix}.de"), read_lines(f"{prefix}.en")
+    if len(src) != len(ref) or not src:
+        raise UserError(f"{prefix}.de has {len(src)} lines but {prefix}.en has {len(ref)}: "
+                        f"give one reference per sentence")
+    if args.epochs < 1 or args.chains < 1 or args.length_beam < 1:
+        raise UserError("--epochs, --chains and --length-beam must be >= 1")
+    if not 0 <= args.burn_in < args.epochs:
+        raise UserError(f"--burn-in must be in [0, --epochs) (got {args.burn_in} with {args.epochs} epochs)")
+    return model_dir, src, ref
 
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    model_dir, prefix, out = Path(args.model), Path(args.sentences), Path(args.out)
-    for f in (model_dir / "checkpoint.pt", model_dir / "spm.model", model_dir / "dict.de.txt", model_dir / "dict.en.txt"):
-        if not f.is_file():
-            _fail(f"{f} is missing: run from a complete clone, or train one with scripts/train_demo_model.sh")
-    for f in (Path(f"{prefix}.de"), Path(f"{prefix}.en")):
-        if not f.is_file():
-            _fail(f"{f} is missing: --sentences takes a PREFIX with PREFIX.de and PREFIX.en")
-    src = Path(f"{prefix}.de").read_text(encoding="utf-8").splitlines()
-    ref = Path(f"{prefix}.en").read_text(encoding="utf-8").splitlines()
-    if len(src) != len(ref) or not src:
-        _fail(f"{prefix}.de has {len(src)} lines but {prefix}.en has {len(ref)}: give one reference per sentence")
-    if args.epochs < 1 or args.chains < 1 or args.length_beam < 1:
-        _fail("--epochs, --chains and --length-beam must be >= 1")
-    if not 0 <= args.burn_in < args.epochs:
-        _fail(f"--burn-in must be in [0, --epochs) (got {args.burn_in} with {args.epochs} epochs)")
+    with exit_on_user_error(PROG):
+        model_dir, src, ref = _inputs(args)
+        _decode_all(args, model_dir, src, ref)
+    return 0
+
+
+def _decode_all(args, model_dir: Path, src, ref) -> None:
+    """Decodes with every setting, prints the table and example, writes the outputs."""
+    out = Path(args.out)
 
     import logging
     import warnings
@@ -88,26 +101,19 @@ def main(argv=None) -> int:
         # chain settings are ignored by mask-predict (a refinement decoder)
         sc = SamplerConfig(seed=args.seed, mh_epochs=args.epochs, burn_in=args.burn_in, num_chains=args.chains, **opts)
         run = dec.run(name, sc, src, ref, length_beam=args.length_beam, trace=out / f"trace_{slug}.jsonl")
-        _write(out / f"hyp_{slug}.en", "\n".join(run.hypotheses) + "\n")
+        atomic_write(out / f"hyp_{slug}.en", "\n".join(run.hypotheses) + "\n")
         runs.append(run)
         print(f"  {name:<24} BLEU {run.bleu:5.1f}  {run.seconds:6.1f} s", flush=True)
 
     table = markdown_table([r.as_row() for r in runs])
     print()
     print(table)
-    _write(out / "results.md", table + "\n")
+    atomic_write(out / "results.md", table + "\n")
     _plot({r.name: r.curves for r in runs if r.curves}, out / "energy_acceptance.png")
     print(f"\nexample (sentence 1): {src[0]}\n  reference: {ref[0]}")
     for r in runs:
         print(f"  {r.name:<24} {r.hypotheses[0]}")
     print(f"\nwrote {out / 'results.md'}, {out / 'energy_acceptance.png'} and per-decoder traces in {out}/")
-    return 0
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _plot(curves: Dict[str, dict], path: Path) -> None:
@@ -130,10 +136,9 @@ def _plot(curves: Dict[str, dict], path: Path) -> None:
     b.set_ylabel("acceptance rate")
     a.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_file(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

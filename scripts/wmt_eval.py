@@ -20,29 +20,45 @@ on a re-run when its output exists and was made from the same inputs:
    vs the Moses-tokenized reference, case-sensitive, no smoothing: multi-bleu.perl semantics).
 
 Every mistake in the input stops the script before anything is written, with one line on
-stderr and exit status 2; a failing fairseq tool is reported the same way (its error line,
-and its log under OUT/logs) and leaves no partial output of its step.
+stderr and exit status 2 (``fairseq_mh.errors``, as every command of the project); a failing
+fairseq tool is reported the same way (its error line, and its log under OUT/logs) and leaves
+no partial output of its step.  Reading, writing, tool lookup, preprocessing and BLEU are the
+package's (``fairseq_mh.textio``), shared with the experiment runner.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gzip
-import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 PROG = "wmt_eval"
 FORMAT_VERSION = 1
 REPO = Path(__file__).resolve().parents[1]
+if (REPO / "fairseq_mh").is_dir() and str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the package of this checkout, as the script
+
+from fairseq_mh.errors import UserError, exit_on_user_error  # noqa: E402
+from fairseq_mh.textio import (  # noqa: E402
+    MosesSettings,
+    Preprocessor,
+    atomic_file,
+    atomic_folder,
+    atomic_write,
+    find_tool,
+    moses_detokenizer,
+    read_lines,
+    require_module,
+    run_tool,
+    sacrebleu_score,
+    sha256,
+    tokenized_bleu,
+    write_lines,
+)
 
 # The test sets of the released Mask-Predict models, relative to the shared data folder.
 DEFAULT_TESTSETS = {
@@ -66,156 +82,36 @@ H_LINE = re.compile(r"^H-(\d+)\t([^\t]*)\t?(.*)$")
 HEADER = "#wmt_eval "
 
 
-class UsageError(Exception):
-    """A problem with the user's input: reported as one line, exit status 2."""
-
-
 def log(msg: str) -> None:
     print(f"[{PROG}] {msg}", file=sys.stderr, flush=True)
 
 
-# --- text --------------------------------------------------------------------------------------
-
-def read_lines(path: Path) -> List[str]:
-    """Lines of a UTF-8 text file, plain or .gz, split on '\\n' only (a lone '\\r' or U+2028
-    inside a line stays inside it)."""
-    try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-            data = f.read().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"'{path}' is not UTF-8 text ({e.reason} at byte {e.start}): convert it to UTF-8") from None
-    except (OSError, EOFError) as e:
-        raise UsageError(f"cannot read '{path}': {e}") from None
-    if not data:
-        return []
-    lines = data.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-def normalise_romanian(text: str) -> str:
-    """wmt16-scripts preprocess/normalise-romanian.py then remove-diacritics.py (as used for
-    Lee et al. 2018's WMT16 En-Ro data, which Mask-Predict used).  normalise-romanian.py only
-    maps cedilla S/T to comma-below; it does not touch punctuation."""
-    text = text.replace("\u015e", "\u0218").replace("\u015f", "\u0219")
-    text = text.replace("\u0162", "\u021a").replace("\u0163", "\u021b")
-    text = text.replace("\u0218", "S").replace("\u0219", "s")
-    text = text.replace("\u021a", "T").replace("\u021b", "t")
-    text = text.replace("\u0102", "A").replace("\u0103", "a")
-    text = text.replace("\u00c2", "A").replace("\u00e2", "a")
-    text = text.replace("\u00ce", "I").replace("\u00ee", "i")
-    return text
-
-
-class Preprocessor:
-    """Raw line -> the text the model was trained on (tokenized, optionally BPE'd)."""
-
-    def __init__(self, lang: str, bpe_codes: Optional[Path] = None, normalize_punctuation: bool = False):
-        from sacremoses import MosesPunctNormalizer, MosesTokenizer
-
-        self.lang = lang
-        self.tokenizer = MosesTokenizer(lang=lang)
-        self.punct = MosesPunctNormalizer(lang=lang) if normalize_punctuation else None
-        self.bpe = load_bpe(bpe_codes) if bpe_codes else None
-
-    def tokenize(self, line: str) -> str:
-        if self.punct is not None:
-            line = self.punct.normalize(line)
-        if self.lang == "ro":
-            line = normalise_romanian(line)
-        # escape=True is tokenizer.perl's default (&apos; &quot; &amp; &lt; &gt; &#124; &#91; &#93;),
-        # as in the Moses-tokenized data the released models were trained on; no -a.
-        tok = self.tokenizer.tokenize(line, escape=True, aggressive_dash_splits=False, return_str=True)
-        return " ".join(tok.split())
-
-    def apply_bpe(self, tokenized: str) -> str:
-        return self.bpe.segment(tokenized) if self.bpe is not None and tokenized else tokenized
-
-
-def load_bpe(path: Path):
-    from subword_nmt.apply_bpe import BPE
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return BPE(f)
-    except (OSError, UnicodeDecodeError, ValueError, IndexError) as e:
-        raise UsageError(f"cannot read BPE codes '{path}' ({e}): give subword-nmt codes (learn-bpe output)") from None
-
-
-def detokenize(lines: Sequence[str], lang: str) -> List[str]:
-    from sacremoses import MosesDetokenizer
-
-    detok = MosesDetokenizer(lang=lang)
-    return [detok.detokenize(line.split(), unescape=True) for line in lines]
+def make_preprocessor(lang: str, bpe_codes: Optional[Path] = None, normalize_punctuation: bool = False) -> Preprocessor:
+    """Raw line -> the text the released models were trained on.  No dash splits: their WMT14
+    data is Google's wmt16_en_de recipe (tokenizer.perl without -a), see fairseq_mh/textio/moses.py;
+    Romanian is normalised as Lee et al. 2018's data."""
+    moses = MosesSettings(aggressive_dash_splits=False, normalize_punctuation=normalize_punctuation)
+    return Preprocessor(lang, moses=moses, romanian=(lang == "ro"),
+                        subword="subword_nmt" if bpe_codes else None, subword_model=bpe_codes)
 
 
 # --- files -------------------------------------------------------------------------------------
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def temp_file(final: Path):
-    """(fd, name) of a new file beside `final`, with the permissions a plain open() would give."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = temp_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_lines(path: Path, lines: Sequence[str]) -> None:
-    write_atomic(path, "".join(line + "\n" for line in lines))
-
-
-@contextlib.contextmanager
-def building(final: Path) -> Iterator[Path]:
-    """A temporary folder beside `final`, renamed to it when the block succeeds (another
-    process that finished the same step first wins; its result is kept)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "done.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
 
 def load_done(folder: Path) -> Optional[dict]:
     f = folder / "done.json"
     if not folder.exists():
         return None
     if not f.is_file():
-        raise UsageError(f"'{folder}' exists but is incomplete (no done.json): delete it and run again")
+        raise UserError(f"'{folder}' exists but is incomplete (no done.json): delete it and run again")
     return json.loads(f.read_text(encoding="utf-8"))
+
+
+def done_before(final: Path, step: str) -> bool:
+    """Whether the step's folder is complete already (a re-run skips it, and says so)."""
+    if load_done(final) is None:
+        return False
+    log(f"{step}: done before, skipped ({final})")
+    return True
 
 
 def differing(a: dict, b: dict) -> str:
@@ -225,7 +121,7 @@ def differing(a: dict, b: dict) -> str:
 
 def check_same(folder: Path, done: dict, fingerprint: dict, out: Path) -> None:
     if done.get("fingerprint") != fingerprint:
-        raise UsageError(
+        raise UserError(
             f"'{folder}' was made from other inputs ({differing(done.get('fingerprint', {}), fingerprint)} differ): "
             f"use another --out, or delete '{out}' to start over"
         )
@@ -233,32 +129,10 @@ def check_same(folder: Path, done: dict, fingerprint: dict, out: Path) -> None:
 
 # --- checks ------------------------------------------------------------------------------------
 
-def find_tool(name: str) -> str:
-    """A console command of the plug-in: in $FAIRSEQ_MH_BIN, else beside this Python, else on PATH."""
-    where = os.environ.get("FAIRSEQ_MH_BIN")
-    dirs = [Path(where)] if where else [Path(sys.executable).parent]
-    for d in dirs:
-        if (d / name).is_file() and os.access(d / name, os.X_OK):
-            return str(d / name)
-    found = None if where else shutil.which(name)
-    if not found:
-        place = f"$FAIRSEQ_MH_BIN ({where})" if where else f"{dirs[0]} or PATH"
-        raise UsageError(f"{name} not found in {place}: install the plug-in (bash scripts/setup.sh) "
-                         f"or set FAIRSEQ_MH_BIN to the folder holding it")
-    return found
-
-
-def require_module(module: str, package: str) -> None:
-    try:
-        __import__(module)
-    except ImportError:
-        raise UsageError(f"the Python package '{package}' is missing: pip install {package}") from None
-
-
 def parse_pair(pair: str):
     m = re.fullmatch(r"([A-Za-z_]+)-([A-Za-z_]+)", pair or "")
     if not m or m.group(1) == m.group(2):
-        raise UsageError(f"--pair must be SRC-TGT with two different language codes, e.g. de-en (got '{pair}')")
+        raise UserError(f"--pair must be SRC-TGT with two different language codes, e.g. de-en (got '{pair}')")
     return m.group(1), m.group(2)
 
 
@@ -278,78 +152,98 @@ def dict_tokens(path: Path) -> List[str]:
 def check_inputs(args, gen_args: List[str]) -> dict:
     """Every check that needs no output; returns the resolved inputs."""
     src_lang, tgt_lang = parse_pair(args.pair)
+    check_options(args, gen_args)
+    tools = {"preprocess": find_tool("fairseq-mh-preprocess"), "generate": find_tool("fairseq-mh-generate")}
+    model, ckpt, dicts = check_model(args, (src_lang, tgt_lang))
+    src, ref, src_lines, ref_lines = check_test_set(args)
+    bpe_codes = check_bpe_codes(args, dicts[src_lang])
+    return dict(src_lang=src_lang, tgt_lang=tgt_lang, model=model, ckpt=ckpt, dicts=dicts, src=src, ref=ref,
+                src_lines=src_lines, ref_lines=ref_lines, bpe_codes=bpe_codes, tools=tools)
+
+
+def check_options(args, gen_args: List[str]) -> None:
+    """The numbers, the options after --, and the Python packages the steps need."""
     if args.num_shards < 1:
-        raise UsageError(f"--num-shards must be >= 1 (got {args.num_shards})")
+        raise UserError(f"--num-shards must be >= 1 (got {args.num_shards})")
     if not 0 <= args.shard_id < args.num_shards:
-        raise UsageError(f"--shard-id must be in 0..{args.num_shards - 1} (got {args.shard_id})")
+        raise UserError(f"--shard-id must be in 0..{args.num_shards - 1} (got {args.shard_id})")
     if args.batch_size < 1 or args.workers < 1:
-        raise UsageError(f"--batch-size and --workers must be >= 1 (got {args.batch_size}, {args.workers})")
+        raise UserError(f"--batch-size and --workers must be >= 1 (got {args.batch_size}, {args.workers})")
     for a in gen_args:
         name = a.split("=", 1)[0]
         if name in RESERVED:
             use = RESERVED[name]
-            raise UsageError(f"{name} after -- is set by this script: "
-                             + (f"give {use} before --" if use else "it is not supported here"))
+            raise UserError(f"{name} after -- is set by this script: "
+                            + (f"give {use} before --" if use else "it is not supported here"))
     require_module("sacremoses", "sacremoses")
     require_module("sacrebleu", "sacrebleu")
     if args.bpe_codes:
         require_module("subword_nmt", "subword-nmt")
-    tools = {"preprocess": find_tool("fairseq-mh-preprocess"), "generate": find_tool("fairseq-mh-generate")}
 
+
+def check_model(args, langs):
+    """(model folder, checkpoint, {lang: dictionary}) of --model and --checkpoint."""
     if not args.model:
-        raise UsageError("--model is required: the folder of the unpacked model (checkpoint and dict.*.txt)")
+        raise UserError("--model is required: the folder of the unpacked model (checkpoint and dict.*.txt)")
     model = Path(args.model)
     if not model.is_dir():
-        raise UsageError(f"model folder '{model}' does not exist: give the unpacked model folder to --model")
+        raise UserError(f"model folder '{model}' does not exist: give the unpacked model folder to --model")
     ckpt = Path(args.checkpoint)
     ckpt = ckpt if ckpt.is_absolute() else model / ckpt
     if not ckpt.is_file():
-        raise UsageError(f"checkpoint '{ckpt}' not found: --model must hold {args.checkpoint} (or name the file "
-                         f"with --checkpoint)")
+        raise UserError(f"checkpoint '{ckpt}' not found: --model must hold {args.checkpoint} (or name the file "
+                        f"with --checkpoint)")
     dicts = {}
-    for lang in (src_lang, tgt_lang):
+    for lang in langs:
         d = model / f"dict.{lang}.txt"
         if not d.is_file():
-            raise UsageError(f"dictionary '{d}' not found: decode with the model's own dict.{lang}.txt "
-                             f"(it comes with the released model)")
+            raise UserError(f"dictionary '{d}' not found: decode with the model's own dict.{lang}.txt "
+                            f"(it comes with the released model)")
         dicts[lang] = d
+    return model, ckpt, dicts
 
+
+def check_test_set(args):
+    """(source, reference, their lines) of --src/--ref, or of the pair's default test set."""
     if args.src and args.ref:
         src, ref = Path(args.src), Path(args.ref)
     elif args.src or args.ref:
-        raise UsageError("give both --src and --ref (raw source and reference of the same test set)")
+        raise UserError("give both --src and --ref (raw source and reference of the same test set)")
     elif args.pair in DEFAULT_TESTSETS:
         base = shared_data_dir()
         src, ref = (base / p for p in DEFAULT_TESTSETS[args.pair])
         if not src.is_file() or not ref.is_file():
-            raise UsageError(f"default test set not found under '{base}': give --src and --ref, or set WMT_DATA "
-                             f"to the folder holding {DEFAULT_TESTSETS[args.pair][0]}")
+            raise UserError(f"default test set not found under '{base}': give --src and --ref, or set WMT_DATA "
+                            f"to the folder holding {DEFAULT_TESTSETS[args.pair][0]}")
     else:
-        raise UsageError(f"no default test set for --pair {args.pair}: give --src and --ref")
+        raise UserError(f"no default test set for --pair {args.pair}: give --src and --ref")
     for p, what in ((src, "source"), (ref, "reference")):
         if not p.is_file():
-            raise UsageError(f"{what} file '{p}' not found: give the raw (untokenized) test text")
+            raise UserError(f"{what} file '{p}' not found: give the raw (untokenized) test text")
     src_lines, ref_lines = read_lines(src), read_lines(ref)
     if not src_lines:
-        raise UsageError(f"source file '{src}' is empty")
+        raise UserError(f"source file '{src}' is empty")
     if len(src_lines) != len(ref_lines):
-        raise UsageError(f"source '{src}' has {len(src_lines)} lines but reference '{ref}' has {len(ref_lines)}: "
-                         f"give the two sides of the same test set")
+        raise UserError(f"source '{src}' has {len(src_lines)} lines but reference '{ref}' has {len(ref_lines)}: "
+                        f"give the two sides of the same test set")
+    return src, ref, src_lines, ref_lines
 
+
+def check_bpe_codes(args, src_dict: Path) -> Optional[Path]:
+    """--bpe-codes, which a model whose dictionary holds BPE pieces needs and any other refuses."""
     bpe_codes = None
     if args.bpe_codes:
         bpe_codes = Path(args.bpe_codes)
         if not bpe_codes.is_file():
-            raise UsageError(f"BPE codes '{bpe_codes}' not found: give the subword-nmt codes the model was trained with")
-    has_bpe = any(t.endswith("@@") for t in dict_tokens(dicts[src_lang]))
+            raise UserError(f"BPE codes '{bpe_codes}' not found: give the subword-nmt codes the model was trained with")
+    has_bpe = any(t.endswith("@@") for t in dict_tokens(src_dict))
     if has_bpe and not bpe_codes:
-        raise UsageError(f"the model's dictionary {dicts[src_lang]} holds BPE pieces (ending in @@) but no "
-                         f"--bpe-codes were given: pass the subword-nmt codes the model was trained with")
+        raise UserError(f"the model's dictionary {src_dict} holds BPE pieces (ending in @@) but no "
+                        f"--bpe-codes were given: pass the subword-nmt codes the model was trained with")
     if bpe_codes and not has_bpe:
-        raise UsageError(f"--bpe-codes given but the model's dictionary {dicts[src_lang]} holds no BPE pieces "
-                         f"(none ends in @@): drop --bpe-codes")
-    return dict(src_lang=src_lang, tgt_lang=tgt_lang, model=model, ckpt=ckpt, dicts=dicts, src=src, ref=ref,
-                src_lines=src_lines, ref_lines=ref_lines, bpe_codes=bpe_codes, tools=tools)
+        raise UserError(f"--bpe-codes given but the model's dictionary {src_dict} holds no BPE pieces "
+                        f"(none ends in @@): drop --bpe-codes")
+    return bpe_codes
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -385,7 +279,7 @@ def check_existing(args, out: Path, fps: Dict[str, dict]) -> Dict[str, bool]:
     if done["decode"]:
         header = read_shard_header(shard)
         if header is None or header.get("fingerprint") != fps["decode"]:
-            raise UsageError(
+            raise UserError(
                 f"'{shard}' was decoded with other settings "
                 f"({differing((header or {}).get('fingerprint', {}), fps['decode'])} differ): "
                 f"use another --out, or delete it")
@@ -395,21 +289,20 @@ def check_existing(args, out: Path, fps: Dict[str, dict]) -> Dict[str, bool]:
 def step_prepare(args, inp, out: Path, fp: dict) -> None:
     s, t = inp["src_lang"], inp["tgt_lang"]
     final = out / "prep"
-    if load_done(final) is not None:
-        log(f"prepare: done before, skipped ({final})")
+    if done_before(final, "prepare"):
         return
     log(f"prepare: Moses tokenization{' + BPE' if inp['bpe_codes'] else ''} of {len(inp['src_lines'])} sentences")
-    src_pre = Preprocessor(s, inp["bpe_codes"], args.normalize_punctuation)
-    tgt_pre = Preprocessor(t, inp["bpe_codes"], args.normalize_punctuation)
+    src_pre = make_preprocessor(s, inp["bpe_codes"], args.normalize_punctuation)
+    tgt_pre = make_preprocessor(t, inp["bpe_codes"], args.normalize_punctuation)
     src_tok = [src_pre.tokenize(x) for x in inp["src_lines"]]
     ref_tok = [tgt_pre.tokenize(x) for x in inp["ref_lines"]]
-    with building(final) as tmp:
+    with atomic_folder(final) as tmp:
         write_lines(tmp / f"test.tok.{s}", src_tok)
         write_lines(tmp / f"test.tok.{t}", ref_tok)
-        write_lines(tmp / f"test.{s}", [src_pre.apply_bpe(x) for x in src_tok])
-        write_lines(tmp / f"test.{t}", [tgt_pre.apply_bpe(x) for x in ref_tok])
+        write_lines(tmp / f"test.{s}", [src_pre.segment(x) for x in src_tok])
+        write_lines(tmp / f"test.{t}", [tgt_pre.segment(x) for x in ref_tok])
         write_lines(tmp / f"ref.raw.{t}", inp["ref_lines"])
-        write_atomic(tmp / "done.json", json.dumps({"fingerprint": fp, "sentences": len(src_tok),
+        atomic_write(tmp / "done.json", json.dumps({"fingerprint": fp, "sentences": len(src_tok),
                                                      "src_lang": s, "tgt_lang": t}, indent=1))
 
 
@@ -422,14 +315,13 @@ def oov_rate(text_file: Path, dict_file: Path) -> float:
 def step_binarize(args, inp, out: Path, fp: dict) -> None:
     s, t = inp["src_lang"], inp["tgt_lang"]
     final = out / "bin"
-    if load_done(final) is not None:
-        log(f"binarize: done before, skipped ({final})")
+    if done_before(final, "binarize"):
         return
     rate = oov_rate(out / "prep" / f"test.{s}", inp["dicts"][s])
     log(f"binarize: {rate:.2%} of source tokens are not in the model's dictionary")
     if rate > 0.02:
         log("warning: that is high for a model's own test set: check --bpe-codes and the model's dictionaries")
-    with building(final) as tmp:
+    with atomic_folder(final) as tmp:
         cmd = [inp["tools"]["preprocess"], "--task", args.task, "--source-lang", s, "--target-lang", t,
                "--srcdict", str(inp["dicts"][s]), "--tgtdict", str(inp["dicts"][t]),
                "--testpref", str(out / "prep" / "test"), "--destdir", str(tmp), "--workers", str(args.workers)]
@@ -437,20 +329,9 @@ def step_binarize(args, inp, out: Path, fp: dict) -> None:
         for lang in (s, t):
             for ext in ("bin", "idx"):
                 if not (tmp / f"test.{s}-{t}.{lang}.{ext}").is_file():
-                    raise UsageError(f"fairseq-mh-preprocess wrote no test.{s}-{t}.{lang}.{ext}: "
-                                     f"see {out / 'logs' / 'binarize.log'}")
-        write_atomic(tmp / "done.json", json.dumps({"fingerprint": fp}, indent=1))
-
-
-def run_tool(cmd: List[str], log_path: Path, name: str, stdout=None) -> None:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as logf:
-        p = subprocess.run(cmd, stdout=stdout or logf, stderr=logf, text=True)
-    if p.returncode != 0:
-        text = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        errs = [line for line in text if ": error:" in line]
-        last = errs[-1] if errs else next((line for line in reversed(text) if line.strip()), "(no output)")
-        raise UsageError(f"{name} failed (exit {p.returncode}): {last.strip()} [log: {log_path}]")
+                    raise UserError(f"fairseq-mh-preprocess wrote no test.{s}-{t}.{lang}.{ext}: "
+                                    f"see {out / 'logs' / 'binarize.log'}")
+        atomic_write(tmp / "done.json", json.dumps({"fingerprint": fp}, indent=1))
 
 
 def shard_path(out: Path, i: int, k: int) -> Path:
@@ -486,16 +367,10 @@ def step_decode(args, inp, out: Path, fp: dict, gen_args: List[str]) -> None:
         cmd += ["--distributed-world-size", str(k), "--distributed-rank", str(i)]
     cmd += gen_args
     log(f"decode: shard {i} of {k}: {' '.join(cmd[1:])}")
-    fd, tmp = temp_file(final)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(HEADER + json.dumps({"fingerprint": fp, "shard_id": i, "num_shards": k}) + "\n")
-            f.flush()
-            run_tool(cmd, out / "logs" / f"shard-{i}-of-{k}.log", "fairseq-mh-generate", stdout=f)
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with atomic_file(final) as f:
+        f.write(HEADER + json.dumps({"fingerprint": fp, "shard_id": i, "num_shards": k}) + "\n")
+        f.flush()
+        run_tool(cmd, out / "logs" / f"shard-{i}-of-{k}.log", "fairseq-mh-generate", stdout=f)
 
 
 def read_hypotheses(path: Path) -> Dict[int, str]:
@@ -507,7 +382,7 @@ def read_hypotheses(path: Path) -> Dict[int, str]:
                 continue
             sid = int(m.group(1))
             if sid in hyps:
-                raise UsageError(f"sentence {sid} has two hypotheses in '{path}': delete the file and decode it again")
+                raise UserError(f"sentence {sid} has two hypotheses in '{path}': delete the file and decode it again")
             hyps[sid] = m.group(3)
     return hyps
 
@@ -516,62 +391,58 @@ def step_merge(args, out: Path) -> dict:
     k = args.num_shards
     prep = load_done(out / "prep")
     if prep is None or not (out / "bin" / "done.json").is_file():
-        raise UsageError(f"nothing to merge in '{out}': run the shards first (same --out)")
+        raise UserError(f"nothing to merge in '{out}': run the shards first (same --out)")
     s, t, n = prep["src_lang"], prep["tgt_lang"], prep["sentences"]
     if args.pair and parse_pair(args.pair) != (s, t):
-        raise UsageError(f"'{out}' holds a {s}-{t} run, not {args.pair}: use another --out")
+        raise UserError(f"'{out}' holds a {s}-{t} run, not {args.pair}: use another --out")
     paths = [shard_path(out, i, k) for i in range(k)]
     missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if missing:
-        raise UsageError(f"{len(missing)} of {k} shards have no output in '{out / 'shards'}' (shard ids "
-                         f"{', '.join(map(str, missing))}): run them (--num-shards {k} --shard-id I) before --merge")
+        raise UserError(f"{len(missing)} of {k} shards have no output in '{out / 'shards'}' (shard ids "
+                        f"{', '.join(map(str, missing))}): run them (--num-shards {k} --shard-id I) before --merge")
     fps = []
     for i, p in enumerate(paths):
         h = read_shard_header(p)
         if h is None or h.get("num_shards") != k or h.get("shard_id") != i:
-            raise UsageError(f"'{p}' is not shard {i} of {k} written by this script: delete it and decode it again")
+            raise UserError(f"'{p}' is not shard {i} of {k} written by this script: delete it and decode it again")
         fps.append(h["fingerprint"])
     for i, fp in enumerate(fps[1:], 1):
         if fp != fps[0]:
-            raise UsageError(f"shards 0 and {i} were decoded with different settings ({differing(fps[0], fp)}): "
-                             f"decode all shards with the same options")
+            raise UserError(f"shards 0 and {i} were decoded with different settings ({differing(fps[0], fp)}): "
+                            f"decode all shards with the same options")
     merged: Dict[int, str] = {}
     owner: Dict[int, int] = {}
     for i, p in enumerate(paths):
         for sid, text in read_hypotheses(p).items():
             if sid in merged:
-                raise UsageError(f"sentence {sid} was decoded by shard {owner[sid]} and shard {i}: shards overlap; "
-                                 f"decode every shard with the same --batch-size and --num-shards")
+                raise UserError(f"sentence {sid} was decoded by shard {owner[sid]} and shard {i}: shards overlap; "
+                                f"decode every shard with the same --batch-size and --num-shards")
             if not 0 <= sid < n:
-                raise UsageError(f"shard {i} holds sentence {sid} but the test set has {n} sentences")
+                raise UserError(f"shard {i} holds sentence {sid} but the test set has {n} sentences")
             merged[sid], owner[sid] = text, i
     absent = [sid for sid in range(n) if sid not in merged]
     if absent:
         shown = ", ".join(map(str, absent[:10])) + (", ..." if len(absent) > 10 else "")
-        raise UsageError(f"{len(absent)} of {n} sentences have no hypothesis in the {k} shard(s) (ids {shown}): "
-                         f"delete the incomplete shard files and decode them again")
+        raise UserError(f"{len(absent)} of {n} sentences have no hypothesis in the {k} shard(s) (ids {shown}): "
+                        f"delete the incomplete shard files and decode them again")
     return {"prep": prep, "fingerprint": fps[0], "hyps": [" ".join(merged[sid].split()) for sid in range(n)]}
 
 
 def step_score(out: Path, merged: dict) -> dict:
-    from sacrebleu.metrics import BLEU
-
     prep = merged["prep"]
     t = prep["tgt_lang"]
     hyp_tok = merged["hyps"]
-    hyp_detok = detokenize(hyp_tok, t)
+    detok = moses_detokenizer(t)
+    hyp_detok = [detok(line) for line in hyp_tok]
     ref_raw = read_lines(out / "prep" / f"ref.raw.{t}")
     ref_tok = read_lines(out / "prep" / f"test.tok.{t}")
-    sacre = BLEU()
-    s_score = sacre.corpus_score(hyp_detok, [ref_raw])
-    tok = BLEU(tokenize="none", smooth_method="none", force=True)
-    t_score = tok.corpus_score(hyp_tok, [ref_tok])
+    s_score, s_sig = sacrebleu_score(hyp_detok, ref_raw)
+    t_score, t_sig = tokenized_bleu(hyp_tok, ref_tok)
     result = {
         "sentences": len(hyp_tok),
-        "sacrebleu": {"score": round(s_score.score, 2), "full": str(s_score), "signature": str(sacre.get_signature()),
+        "sacrebleu": {"score": round(s_score.score, 2), "full": str(s_score), "signature": s_sig,
                       "what": "detokenized hypotheses vs raw references"},
-        "tokenized_bleu": {"score": round(t_score.score, 2), "full": str(t_score),
-                           "signature": str(tok.get_signature()),
+        "tokenized_bleu": {"score": round(t_score.score, 2), "full": str(t_score), "signature": t_sig,
                            "what": "Moses-tokenized, BPE-removed hypotheses vs Moses-tokenized references, "
                                    "whitespace tokens, case-sensitive, no smoothing (multi-bleu.perl semantics; "
                                    "the BLEU Mask-Predict reports)"},
@@ -579,17 +450,17 @@ def step_score(out: Path, merged: dict) -> dict:
     }
     lines = [
         f"sacreBLEU = {s_score.score:.2f}  ({s_score})",
-        f"sacreBLEU signature: {sacre.get_signature()}",
+        f"sacreBLEU signature: {s_sig}",
         f"tokenized BLEU = {t_score.score:.2f}  ({t_score})  [Mask-Predict's metric: Moses-tokenized, BPE removed, "
         f"case-sensitive]",
-        f"tokenized BLEU signature: {tok.get_signature()}",
+        f"tokenized BLEU signature: {t_sig}",
     ]
     if t == "ro":
         lines.append("note: references for tokenized BLEU had Romanian diacritics removed (as the model's data); "
                      "sacreBLEU compares with the raw references, diacritics included")
     write_lines(out / f"hyp.tok.{t}", hyp_tok)
     write_lines(out / f"hyp.detok.{t}", hyp_detok)
-    write_atomic(out / "scores.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(out / "scores.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     write_lines(out / "scores.txt", lines)
     print("\n".join(lines), flush=True)
     return result
@@ -599,7 +470,7 @@ def step_score(out: Path, merged: dict) -> dict:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of argparse's usage block
-        raise UsageError(f"{message} (see --help)")
+        raise UserError(f"{message} (see --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -628,6 +499,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def evaluate(argv: List[str], gen_args: List[str]) -> None:
+    """The steps a command line asks for (all of them, one shard's, or the merge)."""
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    if args.merge:
+        if args.num_shards < 1:
+            raise UserError(f"--num-shards must be >= 1 (got {args.num_shards})")
+        require_module("sacremoses", "sacremoses")
+        require_module("sacrebleu", "sacrebleu")
+        step_score(out, step_merge(args, out))
+        return
+    inp = check_inputs(args, gen_args)
+    fps = fingerprints(args, inp, gen_args)
+    check_existing(args, out, fps)
+    step_prepare(args, inp, out, fps["prep"])
+    step_binarize(args, inp, out, fps["bin"])
+    step_decode(args, inp, out, fps["decode"], gen_args)
+    if args.num_shards == 1:
+        step_score(out, step_merge(args, out))
+    else:
+        log(f"shard {args.shard_id} of {args.num_shards} done; when all are, run again with "
+            f"--num-shards {args.num_shards} --merge")
+
+
+def _problem(err: BaseException) -> str:
+    """A user error's message; for a file the system refused (an unwritable --out ...), its reason and name."""
+    if isinstance(err, OSError) and not isinstance(err, UserError):
+        return f"{err.strerror or err} ({err.filename or ''})"
+    return str(err)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     gen_args: List[str] = []
@@ -635,36 +537,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         cut = argv.index("--")
         argv, gen_args = argv[:cut], argv[cut + 1:]
     try:
-        args = build_parser().parse_args(argv)
-        out = Path(args.out)
-        if args.merge:
-            if args.num_shards < 1:
-                raise UsageError(f"--num-shards must be >= 1 (got {args.num_shards})")
-            require_module("sacremoses", "sacremoses")
-            require_module("sacrebleu", "sacrebleu")
-            step_score(out, step_merge(args, out))
-            return 0
-        inp = check_inputs(args, gen_args)
-        fps = fingerprints(args, inp, gen_args)
-        check_existing(args, out, fps)
-        step_prepare(args, inp, out, fps["prep"])
-        step_binarize(args, inp, out, fps["bin"])
-        step_decode(args, inp, out, fps["decode"], gen_args)
-        if args.num_shards == 1:
-            step_score(out, step_merge(args, out))
-        else:
-            log(f"shard {args.shard_id} of {args.num_shards} done; when all are, run again with "
-                f"--num-shards {args.num_shards} --merge")
-        return 0
-    except UsageError as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"{PROG}: error: {e.strerror or e} ({e.filename or ''})", file=sys.stderr)
-        return 2
+        with exit_on_user_error(PROG, also=(OSError,), message=_problem):
+            evaluate(argv, gen_args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    return 0
 
 
 if __name__ == "__main__":

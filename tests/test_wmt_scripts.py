@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import ENV, parse_generate, run
+from fairseq_mh.textio import normalise_romanian
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -335,16 +336,16 @@ def test_wrappers_are_thin_and_name_their_direction():
 
 def test_romanian_normalisation():
     crafted = "\u015eeful \u015ftie c\u0103 \u0162ara \u0163ine \u00ceN \u00eenc\u0103 \u00c2\u00e2 \u0218\u0219\u021a\u021b \u201ebine\u201d \u2013 5,5%"
-    assert wmt_eval.normalise_romanian(crafted) == "Seful stie ca Tara tine IN inca Aa SsTt \u201ebine\u201d \u2013 5,5%"
+    assert normalise_romanian(crafted) == "Seful stie ca Tara tine IN inca Aa SsTt \u201ebine\u201d \u2013 5,5%"
     # punctuation is left to the Moses tokenizer (normalise-romanian.py does not touch it)
-    pre = wmt_eval.Preprocessor("ro")
+    pre = wmt_eval.make_preprocessor("ro")
     assert pre.tokenize("\u015eeful ONU declar\u0103 c\u0103 \u201enu exist\u0103\u201d") == \
         "Seful ONU declara ca \u201e nu exista \u201d"
     # --normalize-punctuation: Moses normalize-punctuation first (Romanian quotes become ")
-    assert wmt_eval.Preprocessor("ro", normalize_punctuation=True).tokenize("\u201enu \u0219tiu\u201d") == \
+    assert wmt_eval.make_preprocessor("ro", normalize_punctuation=True).tokenize("\u201enu \u0219tiu\u201d") == \
         "&quot; nu stiu &quot;"
     # other languages keep their diacritics; Moses escapes as tokenizer.perl's default
-    assert wmt_eval.Preprocessor("en").tokenize("\u0219i don't \"x\" & y") == \
+    assert wmt_eval.make_preprocessor("en").tokenize("\u0219i don't \"x\" & y") == \
         "\u0219i don &apos;t &quot; x &quot; &amp; y"
 
 
@@ -392,7 +393,8 @@ def test_real_test_sets_preprocess_sanely(shared, tmp_path, pair):
                                  "".join(tok))
             assert any(re.search("[\u0219\u021b\u0103\u00e2\u00ee]", r) for r in raw)
         else:  # Moses detokenization gives most raw lines back exactly
-            assert sum(d == r for d, r in zip(wmt_eval.detokenize(tok, lang), raw)) >= 14
+            detok = wmt_eval.moses_detokenizer(lang)
+            assert sum(detok(t) == r for t, r in zip(tok, raw)) >= 14
     assert lines(prep / f"ref.raw.{tgt_lang}") == ref_raw
     done = json.loads((prep / "done.json").read_text())
     assert done["sentences"] == 20 and done["fingerprint"]["bpe_codes"] is not None

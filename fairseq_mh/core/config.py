@@ -12,6 +12,8 @@ from enum import Enum
 
 from .kinds import SAMPLER_KINDS, SAMPLERS, SamplerKind
 
+from .errors import UserError
+
 __all__ = [
     "SAMPLERS",
     "SamplerConfig",
@@ -27,7 +29,7 @@ SELECTIONS = ("best", "last")
 WARM_STARTS = ("greedy", "mask-predict", "given")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid sampler setting; the message names the option and the allowed values."""
 
 

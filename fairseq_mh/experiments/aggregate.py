@@ -27,12 +27,12 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
+from ..textio import atomic_file, atomic_write, moses_detokenizer, sacrebleu_score
 from ..trace import SampleRecord, TraceRecord, by_epoch, proposal_rates
 from .spec import ExperimentError, Run
 
@@ -44,19 +44,10 @@ __all__ = [
     "write_tables",
     "write_plots",
     "COLUMNS",
-    "atomic_write",
 ]
 
 _LINE = re.compile(r"^([DP])-(\d+)\t(.*)$")
 _TIME = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def parse_generate(stdout: str, stderr: str = "") -> dict:
@@ -173,24 +164,19 @@ def summarize_trace(records: List[TraceRecord], run: Run, n_fixed: int, ids: Lis
 
 
 def bleu(hyps: List[str], refs: List[str]) -> float:
-    import sacrebleu
-
-    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    """sacreBLEU (its defaults) of detokenized hypotheses against the raw references."""
+    return float(sacrebleu_score(hyps, refs)[0].score)
 
 
 def detokenizer(model_cfg, tgt_lang: str):
     """Token string of the target dictionary -> text as fairseq-generate's D- line has it."""
     from fairseq.data.data_utils import post_process
 
-    detok = None
-    if model_cfg.tokenizer == "moses":
-        from sacremoses import MosesDetokenizer
-
-        detok = MosesDetokenizer(lang=tgt_lang)
+    detok = moses_detokenizer(tgt_lang) if model_cfg.tokenizer == "moses" else None
 
     def fn(s: str) -> str:
         s = post_process(s, model_cfg.bpe) if model_cfg.bpe else s
-        return detok.detokenize(s.split()) if detok is not None else s
+        return detok(s) if detok is not None else s
 
     return fn
 
@@ -295,22 +281,27 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
+    for fname, draw in (("energy.png", _energy_plot), ("bleu.png", _bleu_plot), ("acceptance.png", _acceptance_plot)):
+        fig = draw(plt, results, title)
+        paths.append(_save_png(plt, fig, folder / fname))
+    return paths
 
+
+def _save_png(plt, fig, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
-    def save(fig, fname):
-        for ax in fig.axes:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        p = folder / fname
-        tmp = folder / f".{fname}.tmp{os.getpid()}.png"
-        fig.tight_layout()
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, p)
-        paths.append(p)
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    with atomic_file(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return path
 
+
+def _energy_plot(plt, results: List[dict], title: str):
+    """-E_norm (Figure 1 left) and -E_raw (appendix Figure 3)."""
     chain_runs = [r for r in results if r["curve"]]
-    # energy: -E_norm (Figure 1 left) and -E_raw (appendix Figure 3)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, ax, name in (("E_norm", axes[0], "-E_norm"), ("E_raw", axes[1], "-E_raw")):
         for r in chain_runs:
@@ -325,8 +316,10 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
         ax.set_title(f"{title}: {name}")
         if chain_runs:
             ax.legend(fontsize=7)
-    save(fig, "energy.png")
+    return fig
 
+
+def _bleu_plot(plt, results: List[dict], title: str):
     fig, ax = plt.subplots(figsize=(6, 4))
     drew = False
     for r in results:
@@ -345,8 +338,11 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
     ax.set_title(f"{title}: BLEU")
     if drew:
         ax.legend(fontsize=7)
-    save(fig, "bleu.png")
+    return fig
 
+
+def _acceptance_plot(plt, results: List[dict], title: str):
+    chain_runs = [r for r in results if r["curve"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, ax in (("acceptance", axes[0]), ("novel", axes[1])):
         for r in chain_runs:
@@ -358,8 +354,7 @@ def write_plots(folder: Path, results: List[dict], title: str) -> List[Path]:
         ax.set_title(f"{title}: {key}")
         if chain_runs:
             ax.legend(fontsize=7)
-    save(fig, "acceptance.png")
-    return paths
+    return fig
 
 
 def write_curves_csv(folder: Path, results: List[dict]) -> None:

@@ -8,22 +8,24 @@ sentences are stored next to the binarised data: BLEU is always against them.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
+from ..textio import MosesSettings, Preprocessor, atomic_folder, atomic_write, file_stamp, find_tool, read_lines, run_tool
 from .spec import ExperimentError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Prepared", "prepare_data", "read_lines", "file_stamp", "tool"]
+__all__ = ["Prepared", "prepare_data", "encoder"]
+
+# Models with ``tokenizer: moses`` are decoded with fairseq's --tokenizer moses, whose encoder
+# splits dashes (tokenizer.perl -a) and escapes: the test sources are tokenized the same way.
+FAIRSEQ_MOSES = MosesSettings(aggressive_dash_splits=True)
 
 
 @dataclass
@@ -36,59 +38,11 @@ class Prepared:
     indices: List[int]  # line numbers of the kept sentences in the raw files
 
 
-def read_lines(path: str) -> List[str]:
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [l.rstrip("\n") for l in f]
-
-
-def file_stamp(path) -> dict:
-    """What identifies a file's version cheaply: path, size, modification time."""
-    if path is None:
-        return None
-    st = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime": int(st.st_mtime)}
-
-
-def tool(name: str) -> str:
-    """A console command next to this Python (the virtual environment), else on PATH."""
-    import sys
-
-    cand = Path(sys.executable).parent / name
-    if cand.exists():
-        return str(cand)
-    found = shutil.which(name)
-    if not found:
-        raise ExperimentError(f"command '{name}' not found next to {sys.executable} or on PATH")
-    return found
-
-
-class _Encoder:
-    def __init__(self, model_cfg, lang: str):
-        self.bpe = model_cfg.bpe
-        self.tok = None
-        if model_cfg.tokenizer == "moses":
-            from sacremoses import MosesTokenizer
-
-            self.tok = MosesTokenizer(lang=lang)
-        if self.bpe == "sentencepiece":
-            import sentencepiece as spm
-
-            self.sp = spm.SentencePieceProcessor(model_file=str(model_cfg.bpe_model))
-        elif self.bpe == "subword_nmt":
-            from subword_nmt.apply_bpe import BPE
-
-            with open(model_cfg.bpe_model, encoding="utf-8") as f:
-                self.codes = BPE(f)
-
-    def __call__(self, line: str) -> str:
-        if self.tok is not None:  # as fairseq's --tokenizer moses (dash splits, escaping)
-            line = self.tok.tokenize(line, aggressive_dash_splits=True, return_str=True, escape=True)
-        if self.bpe == "sentencepiece":
-            return " ".join(self.sp.encode(line, out_type=str))
-        if self.bpe == "subword_nmt":
-            return self.codes.process_line(line)
-        return " ".join(line.split())
+def encoder(model_cfg, lang: str) -> Preprocessor:
+    """Raw line -> the model's input text (``model.tokenizer``, then ``model.bpe``)."""
+    moses = FAIRSEQ_MOSES if model_cfg.tokenizer == "moses" else None
+    return Preprocessor(lang, moses=moses, subword=model_cfg.bpe or None,
+                        subword_model=model_cfg.bpe_model if model_cfg.bpe else None)
 
 
 def data_key(cfg) -> str:
@@ -125,7 +79,7 @@ def prepare_data(cfg, force: bool = False) -> Prepared:
         raise ExperimentError(
             f"data.source has {len(src_raw)} lines but data.reference has {len(ref_raw)}: they must be parallel"
         )
-    enc_src, enc_tgt = _Encoder(m, d.src_lang), _Encoder(m, d.tgt_lang)
+    enc_src, enc_tgt = encoder(m, d.src_lang), encoder(m, d.tgt_lang)
     keep, src_enc, ref_enc = [], [], []
     for i, (s, r) in enumerate(zip(src_raw, ref_raw)):
         es = enc_src(s)
@@ -142,27 +96,18 @@ def prepare_data(cfg, force: bool = False) -> Prepared:
         raise ExperimentError(
             f"no sentence of {d.source} is left after data.max_source_len={d.max_source_len}: raise it or set it to null"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    prefix = tmp / "test"
-    (tmp / f"test.{d.src_lang}").write_text("\n".join(src_enc) + "\n", encoding="utf-8")
-    (tmp / f"test.{d.tgt_lang}").write_text("\n".join(ref_enc) + "\n", encoding="utf-8")
-    cmd = [tool("fairseq-preprocess"), "--source-lang", d.src_lang, "--target-lang", d.tgt_lang,
-           "--testpref", str(prefix), "--destdir", str(tmp / "bin"), "--srcdict", str(m.src_dict),
-           "--tgtdict", str(m.tgt_dict), "--workers", "1"]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(cfg))
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ExperimentError(f"fairseq-preprocess failed on {tmp}: {last}")
     sources = [src_raw[i] for i in keep]
     references = [ref_raw[i] for i in keep]
     meta = {"key": key, "indices": keep, "sources": sources, "references": references,
             "source": str(d.source), "reference": str(d.reference)}
-    (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with atomic_folder(folder, replace=True) as tmp:
+        atomic_write(tmp / f"test.{d.src_lang}", "\n".join(src_enc) + "\n")
+        atomic_write(tmp / f"test.{d.tgt_lang}", "\n".join(ref_enc) + "\n")
+        cmd = [find_tool("fairseq-preprocess"), "--source-lang", d.src_lang, "--target-lang", d.tgt_lang,
+               "--testpref", str(tmp / "test"), "--destdir", str(tmp / "bin"), "--srcdict", str(m.src_dict),
+               "--tgtdict", str(m.tgt_dict), "--workers", "1"]
+        run_tool(cmd, folder.parent / f"{folder.name}.preprocess.log", "fairseq-preprocess", env=_env(cfg))
+        atomic_write(tmp / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))
     log.info("data: %d of %d sentences binarised into %s", len(keep), len(src_raw), folder)
     return Prepared(folder, folder / "bin", key, sources, references, keep)
 

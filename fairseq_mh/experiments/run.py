@@ -14,10 +14,10 @@ first run; a mistake is reported in one line (exit status 2).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,8 +27,11 @@ from typing import Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import exit_on_user_error
+from ..textio import atomic_folder, atomic_write, error_line, file_stamp, find_tool
+from ..trace import TraceRecord, read_samples, read_trace
+from . import hydra_compat
 from .aggregate import (
-    atomic_write,
     bleu,
     bleu_from_dump,
     detokenizer,
@@ -38,8 +41,7 @@ from .aggregate import (
     write_plots,
     write_tables,
 )
-from ..trace import TraceRecord, read_samples, read_trace
-from .data import Prepared, _env, file_stamp, prepare_data, tool
+from .data import Prepared, _env, prepare_data
 from .spec import ExperimentError, Run, check_config, curve_mode, kind_of
 
 log = logging.getLogger("fairseq_mh.experiments")
@@ -70,7 +72,7 @@ def _flags(options: Dict) -> List[str]:
 def _command(cfg, data: Prepared, options: Dict, trace: str, dump: Optional[str]) -> List[str]:
     m, d, g = cfg.model, cfg.data, cfg.generate
     cmd = list(g.cmd)
-    first = cmd[0] if "/" in cmd[0] else tool(cmd[0])
+    first = cmd[0] if "/" in cmd[0] else find_tool(cmd[0])
     cmd = [first, *cmd[1:], str(data.bin_dir), "--task", m.task, "--path", str(m.checkpoint),
            "--gen-subset", "test", "--source-lang", d.src_lang, "--target-lang", d.tgt_lang,
            "--batch-size", str(g.batch_size), "--cpu", "--seed", str(cfg.seed), "--num-workers", "0",
@@ -138,42 +140,44 @@ def call_generate(cfg, data: Prepared, run: Run, options: Dict, folder: Path, du
         if done.get("key") == key:
             done["reused"] = True
             return done
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    cmd = _command(cfg, data, options, str(tmp / "trace.jsonl"), str(tmp / "samples.jsonl") if dump else None)
-    t0 = time.perf_counter()
-    p = _run_with_progress(cmd, _env(cfg), tmp, run.name, len(data.references))
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        if dump and "--mh-dump-samples" in p.stderr and "unrecognized" in p.stderr:
-            raise ExperimentError(
-                f"run '{run.name}': this fairseq-mh-generate has no --mh-dump-samples: use curves.bleu=rerun or off"
-            )
-        errs = [l for l in p.stderr.splitlines() if l.strip()]
-        last = next((l for l in reversed(errs) if ": error:" in l), errs[-1] if errs else "(no output)")
-        raise ExperimentError(f"run '{run.name}': fairseq-mh-generate exited {p.returncode}: {last.strip()} "
-                              f"(full output in {tmp})")
-    out = parse_generate(p.stdout, p.stderr)
-    n = len(data.references)
-    missing = [i for i in range(n) if i not in out["D"]]
-    if missing:
-        raise ExperimentError(f"run '{run.name}': no hypothesis for {len(missing)} of {n} sentences (see {tmp})")
-    done = {
-        "key": key,
-        "cmd": cmd,
-        "wall_s": wall,
-        "decode_s": out["decode_s"],
-        "hyps": [out["D"][i] for i in range(n)],
-        "p_len": [out["P_len"].get(i) for i in range(n)],
-        "finished": datetime.now().isoformat(timespec="seconds"),
-    }
-    (tmp / "done.json").write_text(json.dumps(done, ensure_ascii=False, indent=1), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    with atomic_folder(folder, replace=True) as tmp:
+        cmd = _command(cfg, data, options, str(tmp / "trace.jsonl"), str(tmp / "samples.jsonl") if dump else None)
+        t0 = time.perf_counter()
+        p = _run_with_progress(cmd, _env(cfg), tmp, run.name, len(data.references))
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            _generate_failed(run, p, dump, folder.parent / f"{folder.name}.failed.log")
+        out = parse_generate(p.stdout, p.stderr)
+        n = len(data.references)
+        missing = [i for i in range(n) if i not in out["D"]]
+        if missing:
+            log_path = folder.parent / f"{folder.name}.failed.log"
+            atomic_write(log_path, p.stdout + p.stderr)
+            raise ExperimentError(f"run '{run.name}': no hypothesis for {len(missing)} of {n} sentences "
+                                  f"(output in {log_path})")
+        done = {
+            "key": key,
+            "cmd": cmd,
+            "wall_s": wall,
+            "decode_s": out["decode_s"],
+            "hyps": [out["D"][i] for i in range(n)],
+            "p_len": [out["P_len"].get(i) for i in range(n)],
+            "finished": datetime.now().isoformat(timespec="seconds"),
+        }
+        atomic_write(tmp / "done.json", json.dumps(done, ensure_ascii=False, indent=1))
     done["reused"] = False
     return done
+
+
+def _generate_failed(run: Run, p: subprocess.CompletedProcess, dump: bool, log_path: Path) -> None:
+    """Raises the one-line error of a failed call; its stderr is kept in ``log_path``."""
+    if dump and "--mh-dump-samples" in p.stderr and "unrecognized" in p.stderr:
+        raise ExperimentError(
+            f"run '{run.name}': this fairseq-mh-generate has no --mh-dump-samples: use curves.bleu=rerun or off"
+        )
+    atomic_write(log_path, p.stderr)
+    raise ExperimentError(f"run '{run.name}': fairseq-mh-generate exited {p.returncode}: {error_line(p.stderr)} "
+                          f"(full output in {log_path})")
 
 
 # ------------------------------------------------------------------------------ one run
@@ -362,44 +366,43 @@ def one_line(e: BaseException) -> str:
     return " ".join(keep)
 
 
-def fail(e: BaseException) -> None:
-    print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _errors():
+def user_errors():
+    """A user's mistakes end the runner with one line: its own errors and the plug-in's
+    (UserError), and Hydra's and OmegaConf's config errors (several lines, made one)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from fairseq_mh.core.config import ConfigError
-
-    return (ExperimentError, ConfigError, OmegaConfBaseException, HydraException)
+    return exit_on_user_error(PROG, also=(OmegaConfBaseException, HydraException), message=one_line)
 
 
 def compose_config(overrides: List[str]) -> DictConfig:
     """The composed config for ``overrides`` (Hydra's compose API; used by checks and tests)."""
     from hydra import compose, initialize_config_dir
-    from hydra.version import VersionBase
 
-    # Hydra keeps the version base in a process-wide singleton; fairseq's own (1.1-style) use of
-    # hydra.experimental in the same process breaks once it says >= 1.2, so put it back.
-    previous = VersionBase.instance().version_base
-    try:
+    with hydra_compat.version_base_restored():
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return compose(config_name=CONFIG_NAME, overrides=list(overrides))
-    finally:
-        VersionBase.instance().version_base = previous
 
 
 def job_overrides(args: List[str], multirun: bool) -> List[List[str]]:
-    """The override lists of the jobs a command line starts (one unless it sweeps)."""
+    """The override lists of the jobs a command line starts: one, or with -m the product of the
+    swept values in the order Hydra's basic sweeper runs them (a later override of the same key
+    wins, as there)."""
     if not multirun:
         return [args]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(args)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    choices: Dict[str, List[str]] = {}
+    for o in OverridesParser.create().parse_overrides(args):
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise ExperimentError(f"'{o.input_line}': only lists of values can be swept (a,b,c or choice(...)), "
+                                  f"not {o.value_type.name.lower()} sweeps")
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def precheck(argv: List[str]) -> None:
@@ -419,10 +422,8 @@ def _app(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN and not cfg.tag:  # a sweep: one results folder per job
         OmegaConf.update(cfg, "tag", sweep_tag(sys.argv[1:], list(hc.overrides.task)), force_add=True)
-    try:
+    with user_errors():
         run_experiment(cfg)
-    except _errors() as e:
-        fail(e)
 
 
 def sweep_tag(argv: List[str], job: List[str]) -> str:
@@ -437,29 +438,16 @@ def sweep_tag(argv: List[str], job: List[str]) -> str:
                     if o.key_or_group in swept)
 
 
-def forget_fairseq_configs() -> None:
-    """Drops the structured configs importing fairseq put in Hydra's ConfigStore (model, task,
-    optimizer, ... groups), which would otherwise show up among this app's choices.  Only for
-    the runner's own process: fairseq code in the same process may need them."""
-    from hydra.core.config_store import ConfigStore
-
-    repo = ConfigStore.instance().repo
-    for key in [k for k in repo if k != "hydra" and not k.startswith("_dummy")]:
-        del repo[key]
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     import hydra
 
     argv = sys.argv[1:] if argv is None else argv
-    try:
+    with user_errors():
         precheck(argv)
-    except _errors() as e:
-        fail(e)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)(_app)()
 
 
 if __name__ == "__main__":
-    forget_fairseq_configs()
+    hydra_compat.forget_structured_configs()  # fairseq's, stored when the plug-in was imported
     main()

@@ -18,8 +18,9 @@ from typing import Any, Dict, List
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fairseq_mh.core.config import SamplerConfig
-from fairseq_mh.core.kinds import SAMPLER_KINDS, SamplerKind
+from ..core.errors import UserError
+from ..core.config import SamplerConfig
+from ..core.kinds import SAMPLER_KINDS, SamplerKind
 
 __all__ = ["ExperimentError", "Run", "expand_runs", "check_config", "plugin_options", "RUNNER_KEYS"]
 
@@ -29,7 +30,7 @@ CURVE_MODES = ("off", "rerun", "dump")
 ALIASES = {"proposal_temperature": "T", "proposal_top_p": "p", "anneal_rate": "anneal", "length_beam": "beam"}
 
 
-class ExperimentError(Exception):
+class ExperimentError(UserError):
     """A mistake in the experiment's configuration or inputs; the message is one line."""
 
 
