@@ -29,9 +29,9 @@ def register() -> None:
             module.install()
     _shard_by_num_shards()
     _guard_runs()
-    from .full_help import install as full_help
+    from .cli_parser import install as command_line
 
-    full_help()
+    command_line()
     _registered = True
 
 

@@ -1,10 +1,12 @@
-"""``--help`` that lists the chosen task's options (``--sampler``, ``--mh-epochs``, ...).
+"""The command line of the plug-in's runs: a full ``--help`` and one-line parse errors.
 
 Why: fairseq parses the command line twice, adding the task's options (where all decoding
 options live) only before the second pass, but ``-h`` already fires in the first pass, so the
-help never shows them.  The patched ``fairseq.options.parse_args_and_arch`` hides ``-h`` from
-the first pass; the second pass, with every option in place, prints the help, each option with
-its default.
+help never shows ``--sampler`` or ``--mh-epochs``.  The patched
+``fairseq.options.parse_args_and_arch`` hides ``-h`` from the first pass; the second pass,
+with every option in place, prints the help, each option with its default.  And argparse
+answers a bad value (``--sampler MH``, ``--mh-epochs x``) with fairseq's 200-line usage before
+the error: here it is the error line alone, pointing at ``--help``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ __all__ = ["install", "HELP_FLAGS"]
 HELP_FLAGS = ("-h", "--help")
 
 
+def _one_line_error(parser: argparse.ArgumentParser) -> None:
+    def error(message):
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(message).split())} (see --help)\n")
+
+    parser.error = error
+
+
 def _help_later(original):
     def parse_args_and_arch(parser, input_args=None, *args, **kwargs):
         argv = list(sys.argv[1:] if input_args is None else input_args)
+        _one_line_error(parser)
         if not any(a in HELP_FLAGS for a in argv) or getattr(parser, "_fairseq_mh_help", False):
             return original(parser, input_args, *args, **kwargs)
         first_pass = parser.parse_known_args
