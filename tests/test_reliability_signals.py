@@ -7,11 +7,13 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from cli_helpers import BIN, ENV
+from test_wmt_scripts import SCRIPTS, common, temp_leftovers, toy  # noqa: F401  (toy: the WMT model fixture)
 
 SLOW = ["--sampler", "mh", "--mh-epochs", "100", "--num-chains", "2", "--length-beam", "2", "--batch-size", "1",
         "--cpu"]
@@ -64,3 +66,23 @@ def test_interrupted_decode_says_what_was_finished_and_keeps_complete_records(ti
     assert len(traced) < 23, "the run was interrupted, not finished"
     hyps = re.findall(r"^H-(\d+)\t", out, re.M)
     assert len(hyps) >= finished - 1  # hypotheses of the finished sentences reached stdout
+
+
+def test_interrupted_wmt_decode_leaves_no_shard_output(toy, tmp_path):
+    """Ctrl-C (to the process group, as a terminal sends it) while the WMT script decodes:
+    the shard output is written atomically, so neither it nor a temporary file is left."""
+    out = tmp_path / "out"
+    p = subprocess.Popen(["bash", str(SCRIPTS / "eval_wmt14_de_en.sh"), *map(str, common(toy)), "--out", str(out), "--",
+                          "--sampler", "mh", "--mh-epochs", "400", "--num-chains", "4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**ENV, "PYTHON": sys.executable})
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not (out / "bin").is_dir():
+        time.sleep(0.2)
+    time.sleep(8)  # the decode has started: the model loads and the chains run
+    assert p.poll() is None, p.communicate()[1][-3000:]
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    assert not (out / "shards" / "shard-0-of-1.txt").exists() and not (out / "scores.json").exists()
+    assert not temp_leftovers(out), temp_leftovers(out)
