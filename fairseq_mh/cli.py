@@ -27,5 +27,11 @@ def interactive() -> None:
 
 
 def preprocess() -> None:
-    """fairseq-mh-preprocess: fairseq-preprocess with the plug-in (for --task translation_self)."""
+    """fairseq-mh-preprocess: fairseq-preprocess with the plug-in (for --task translation_self);
+    it leaves a marker saying which dictionaries it used (``fairseq_mh.data_check``)."""
+    import fairseq_cli.preprocess
+
+    from .data_check import marking
+
+    fairseq_cli.preprocess.main = marking(fairseq_cli.preprocess.main)
     _run("fairseq_cli.preprocess")

@@ -31,6 +31,7 @@ from .core.energy import ENERGIES
 from .errors import UserError
 from .models.adapters import adapter_for, length_candidates
 from .trace import sample_records, trace_records, write_records
+from .signals import RecordFile
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class MHGenerator:
         self.max_tokens = max_tokens
         self.pad = tgt_dict.pad()
         self.symbols_to_strip_from_output = {tgt_dict.bos(), tgt_dict.eos()}
-        self._trace = open(trace_path, "w", encoding="utf-8") if trace_path else None
-        self._dump = open(dump_path, "w", encoding="utf-8") if dump_path else None
+        # each batch's records reach the file whole, signals held back meanwhile (fairseq_mh.signals)
+        self._trace = RecordFile(trace_path) if trace_path else None
+        self._dump = RecordFile(dump_path) if dump_path else None
         self.totals = {"sentences": 0, "rows": 0, "calls": 0}
 
     # ------------------------------------------------------------------

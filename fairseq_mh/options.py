@@ -88,6 +88,11 @@ class MHDecodingConfig(FairseqDataclass):
         metadata={"help": "write every post-burn-in state of every chain as JSON lines (id, length_rank, chain, "
                           "epoch, tokens) to this file"},
     )
+    mh_invalid_utf8: ChoiceEnum(["replace", "skip"]) = field(
+        default="replace",
+        metadata={"help": "fairseq-mh-interactive: an input line with bytes that are not UTF-8 is translated "
+                          "with U+FFFD in their place (replace) or skipped (skip); either way a warning names the line"},
+    )
     mh_max_tokens: int = field(
         default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
     )

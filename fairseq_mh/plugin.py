@@ -28,6 +28,10 @@ def register() -> None:
         if hasattr(module, "install"):
             module.install()
     _shard_by_num_shards()
+    _guard_runs()
+    from .cli_parser import install as command_line
+
+    command_line()
     _registered = True
 
 
@@ -54,3 +58,43 @@ def _shard_by_num_shards() -> None:
 
     _main._fairseq_mh = True
     generate._main = _main
+
+
+# tasks whose runs get the plug-in's run-level checks, input handling and interruption line
+_TASKS = ("translation_mh", "translation_self")
+
+
+def _guard_runs() -> None:
+    """Wraps ``main`` of fairseq-generate and fairseq-interactive (looked up when they run, after
+    the plug-in is imported, also through --user-dir): the output paths and --nbest are checked
+    before anything loads, files a failed run created are removed, interactive input survives
+    bad lines, and Ctrl-C / SIGTERM end the run with one line (``fairseq_mh.signals``)."""
+    import fairseq_cli.generate as generate
+    import fairseq_cli.interactive as interactive
+
+    for module, is_interactive in ((generate, False), (interactive, True)):
+        if not getattr(module.main, "_fairseq_mh", False):
+            module.main = _guarded(module.main, is_interactive)
+
+
+def _guarded(original, is_interactive: bool):
+    def main(cfg):
+        from argparse import Namespace
+
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        from . import interactive_input, preflight, signals
+
+        if isinstance(cfg, Namespace):
+            cfg = convert_namespace_to_omegaconf(cfg)
+        if getattr(cfg.task, "_name", None) not in _TASKS:
+            return original(cfg)
+        preflight.check(cfg, results=not is_interactive)
+        outputs = [f for _, f in preflight.output_files(cfg, results=not is_interactive)]
+        run = (lambda c: interactive_input.run(original, c)) if is_interactive else original
+        prog = (__import__("sys").argv[0] or "fairseq-mh").rsplit("/", 1)[-1]
+        with preflight.removed_on_error(outputs):
+            return signals.guard(run, cfg, prog, outputs)
+
+    main._fairseq_mh = True
+    return main

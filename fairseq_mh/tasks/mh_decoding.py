@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import data_check, empty_source, signals, weights
 from ..errors import UserError
 from ..options import validate_decoding_options
 
@@ -14,8 +15,9 @@ def model_arch(model_cfg) -> str:
     return "?"
 
 
-def guard_embedding_sizes(model, task) -> None:
-    """Turns a dictionary/checkpoint size mismatch into one clear line at load time."""
+def guard_embedding_sizes(model, task, arch: str = "model's") -> None:
+    """Turns a dictionary/checkpoint size mismatch, or weights that do not fit the architecture,
+    into one clear line at load time."""
     original = model.load_state_dict
     dicts = {"encoder.embed_tokens.weight": ("source", task.source_dictionary),
              "decoder.embed_tokens.weight": ("target", task.target_dictionary)}
@@ -29,7 +31,14 @@ def guard_embedding_sizes(model, task) -> None:
                     f"binarize and decode with the model's own dict.*.txt and the task it was trained with "
                     f"(Mask-Predict checkpoints need --task translation_self, which adds <mask>)"
                 )
-        return original(state_dict, *args, **kwargs)
+        try:
+            return original(state_dict, *args, **kwargs)
+        except RuntimeError:
+            # fairseq upgraded state_dict in place before torch refused it: name the tensors
+            what = weights.mismatch(model.state_dict(), state_dict)
+            if what is None:
+                raise
+            raise UserError(weights.describe(arch, what)) from None
 
     model.load_state_dict = load_state_dict
 
@@ -71,10 +80,24 @@ class MHDecodingMixin:
         return task
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        from fairseq import utils
+
         try:
-            return super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+            loaded = super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
         except FileNotFoundError as e:
             raise UserError(f"{e}: binarize the '{split}' split with fairseq-preprocess (or pick --gen-subset)") from None
+        paths = utils.split_paths(self.cfg.data)
+        data_check.check_binarized(self, split, paths[(epoch - 1) % len(paths)])
+        return loaded
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        """Empty sources get empty hypotheses; finished sentences are counted for the line an
+        interrupted run prints."""
+        hypos = empty_source.inference_step(super().inference_step, generator, models, sample, self.source_dictionary,
+                                            self.target_dictionary, prefix_tokens=prefix_tokens,
+                                            constraints=constraints)
+        signals.count_finished(len(hypos))
+        return hypos
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         """fairseq 0.12 drops the last batch when its size is not a multiple of
@@ -90,7 +113,7 @@ class MHDecodingMixin:
     def build_model(self, cfg, from_checkpoint=False):
         self.check_model(cfg)
         model = super().build_model(cfg, from_checkpoint)
-        guard_embedding_sizes(model, self)
+        guard_embedding_sizes(model, self, model_arch(cfg))
         return model
 
     def check_model(self, model_cfg):
