@@ -32,3 +32,8 @@ def interactive() -> None:
 def preprocess() -> None:
     """fairseq-mh-preprocess: fairseq-preprocess with the plug-in (for --task translation_self)."""
     _run("fairseq_cli.preprocess")
+
+
+def pairwise() -> None:
+    """fairseq-mh-pairwise: explicit two-position joints of a CMLM (also python -m fairseq_mh.pairwise)."""
+    _run("fairseq_mh.pairwise")

@@ -24,7 +24,9 @@ log q(cand_a[p, i], cand_b[p, j])):
 * ``ag``:        Arnold-Gokhale: the joint whose conditionals are closest to the MLM's,
   minimising sum_b KL(p(.|b) || q(.|b)) + sum_a KL(p(.|a) || q(.|a)) over the grid, by the
   published fixed-point iteration q <- (p(a|b) + p(b|a)) / (1/q_A(a) + 1/q_B(b)), normalised,
-  from the uniform joint.  Its conditionals p are the MLM's renormalised over the candidates.
+  from the uniform joint, run to convergence (its stationarity condition is exactly
+  q(a|b) + q(b|a) = p(a|b) + p(b|a)).  Its conditionals p are the MLM's renormalised over the
+  candidates.
 
 HCB and AG return the joint exactly when the conditionals come from one (restricted to the
 grid); the MRFs do not in general (q_mrf-local ∝ p(a|b) p(b|a)).
@@ -199,24 +201,23 @@ def hcb_joint(pc: PairConditionals, pivot: Optional[torch.Tensor] = None) -> tor
     return _normalise(la - at_pivot(la) + at_pivot(lb))
 
 
-def ag_joint(pc: PairConditionals, iterations: int = 1000, tol: float = 1e-13) -> torch.Tensor:
-    """Arnold-Gokhale by the published fixed point, in log space, from the uniform joint.
+def ag_joint(pc: PairConditionals, iterations: int = 20000, tol: float = 1e-12) -> torch.Tensor:
+    """Arnold-Gokhale by the published fixed point (in probabilities, float64), from the uniform joint.
 
-    Stops after ``iterations`` steps or once no log q moves by more than ``tol`` (``tol=0``:
-    always ``iterations`` steps, as the authors' 40)."""
+    Stops after ``iterations`` steps or once no q(a, b) moves by more than ``tol`` (``tol=0``:
+    always ``iterations`` steps; the authors run 40, far from converged on a real CMLM)."""
     ca, cb = pc.grid_conditionals()
-    num = torch.logaddexp(ca, cb)
+    num = ca.exp() + cb.exp()
     P, K, _ = ca.shape
-    log_q = torch.full_like(ca, -math.log(K * K))
+    q = torch.full_like(num, 1.0 / (K * K))
     for _ in range(iterations):
-        qa = torch.logsumexp(log_q, 2, keepdim=True)
-        qb = torch.logsumexp(log_q, 1, keepdim=True)
-        new = _normalise(num - torch.logaddexp(-qa, -qb))
-        done = float((new - log_q).nan_to_num(0.0).abs().max()) <= tol  # -inf - -inf: no move
-        log_q = new
+        new = num / (1.0 / q.sum(2, keepdim=True) + 1.0 / q.sum(1, keepdim=True))
+        new = new / new.sum((1, 2), keepdim=True)
+        done = float((new - q).abs().max()) <= tol
+        q = new
         if done:
             break
-    return log_q
+    return q.log()
 
 
 JOINTS: Dict[str, Callable[..., torch.Tensor]] = {
