@@ -33,26 +33,18 @@ MEASURES = ("nll_pair", "nll_unary", "kl_all", "jsd_all", "kl_gold", "jsd_gold")
 __all__ = ["main", "cli_main", "pick_pairs", "summarise", "format_table"]
 
 
-def _topk(value: str) -> Optional[int]:
-    if value == "all":
-        return None
-    try:
-        k = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', got {value!r}") from None
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 or 'all', got {k}")
-    return k
-
-
-def _positive(value: str) -> int:
+def _positive(value: str, alternative: str = "") -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a positive integer{alternative}, got {value!r}") from None
     if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+        raise argparse.ArgumentTypeError(f"must be >= 1{alternative}, got {n}")
     return n
+
+
+def _topk(value: str) -> Optional[int]:
+    return None if value == "all" else _positive(value, " or 'all'")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,12 +184,22 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def _se(xs) -> float:
+    """Standard error of the mean (sample standard deviation / sqrt(n))."""
+    xs = list(xs)
+    if len(xs) < 2:
+        return float("nan")
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
 def summarise(records: List[dict], methods, settings: dict) -> dict:
-    """Means over pairs, perplexities exp(mean NLL), and what the run cost."""
+    """Means over pairs (with their standard errors), perplexities exp(mean NLL), and what the run cost."""
     per = {}
     for m in methods:
         s = {k: _mean(r["methods"][m][k] for r in records) for k in MEASURES}
         s["ppl_pair"], s["ppl_unary"] = math.exp(s["nll_pair"]), math.exp(s["nll_unary"])
+        s["se"] = {k: _se(r["methods"][m][k] for r in records) for k in MEASURES}
         per[m] = s
     mlm_nll = _mean(r["mlm"]["nll_unary"] for r in records)
     return {

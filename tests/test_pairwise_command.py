@@ -9,6 +9,7 @@ bad input is refused in one line.
 import gzip
 import json
 import math
+import statistics
 import sys
 
 import pytest
@@ -40,8 +41,10 @@ def _check_consistent(pairs, summary, stdout, k):
         assert r["incompatibility"] >= 0
     for m in METHODS:
         for key in MEASURES:
-            mean = sum(r["methods"][m][key] for r in pairs) / len(pairs)
-            assert math.isclose(summary["methods"][m][key], mean, rel_tol=1e-12)
+            xs = [r["methods"][m][key] for r in pairs]
+            assert math.isclose(summary["methods"][m][key], statistics.fmean(xs), rel_tol=1e-12)
+            se = statistics.stdev(xs) / math.sqrt(len(xs))
+            assert math.isclose(summary["methods"][m]["se"][key], se, rel_tol=1e-9, abs_tol=1e-15)
         s = summary["methods"][m]
         assert math.isclose(s["ppl_pair"], math.exp(s["nll_pair"]))
         row = next(l for l in stdout.splitlines() if l.startswith(f"| {m} |"))
