@@ -18,7 +18,8 @@ log q(cand_a[p, i], cand_b[p, j])):
 
 * ``mrf``:       q ∝ exp(l_A(a | b) + l_B(b | a)), raw logits: the raw energy's two terms;
 * ``mrf-local``: the same with log-softmax over the whole vocabulary: the local energy's two
-  terms (the authors' code normalises over the candidates instead; the same when K = V);
+  terms (the authors' code normalises over the candidates instead: the two differ by the
+  mass outside the grid, special symbols included);
 * ``hcb``:       q ∝ p(a | b) p(b | a*) / p(a* | b), Hammersley-Clifford-Besag with the
   pivot a* = the best candidate of the doubly masked conditional at A (the authors' "both");
 * ``ag``:        Arnold-Gokhale: the joint whose conditionals are closest to the MLM's,
@@ -31,7 +32,7 @@ log q(cand_a[p, i], cand_b[p, j])):
 HCB and AG return the joint exactly when the conditionals come from one (restricted to the
 grid); the MRFs do not in general (q_mrf-local ∝ p(a|b) p(b|a)).
 
-For a block proposal (the lead's block MH): ``pair_joint(evaluator, rows, context, pos_a,
+For a block proposal (the lead's block MH): ``pair_joint(evaluator, tokens, context, pos_a,
 pos_b, mask, method, k, allowed)`` returns a ``PairJoint``: ``log_q`` [P, K, K], the candidate
 ids ``cand_a``/``cand_b`` [P, K] and ``rows`` [P], the model rows each pair cost.  The grid
 never reads the row's current tokens at A and B (both are overwritten), so the forward and
