@@ -17,6 +17,7 @@ setup(
             "fairseq-mh-generate = fairseq_mh.cli:generate",
             "fairseq-mh-interactive = fairseq_mh.cli:interactive",
             "fairseq-mh-preprocess = fairseq_mh.cli:preprocess",
+            "fairseq-mh-pairwise = fairseq_mh.cli:pairwise",
         ]
     },
 )

@@ -35,3 +35,8 @@ def preprocess() -> None:
 
     fairseq_cli.preprocess.main = marking(fairseq_cli.preprocess.main)
     _run("fairseq_cli.preprocess")
+
+
+def pairwise() -> None:
+    """fairseq-mh-pairwise: explicit two-position joints of a CMLM (also python -m fairseq_mh.pairwise)."""
+    _run("fairseq_mh.pairwise")

@@ -74,3 +74,46 @@ class TableConditional:
         uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
         table = torch.stack([self._row_logits(tuple(k[:-1].tolist()), int(k[-1])) for k in uniq])
         return table[inverse]
+
+
+class PairTable:
+    """A masked conditional over rows [BOS, x1, x2, EOS] given by two conditional tables over
+    the ordinary tokens ``first .. first+n-1``: ``c1[i, j] = p(x1=i | x2=j)`` and ``c2[i, j] =
+    p(x2=j | x1=i)``, and the doubly masked marginals ``m1``, ``m2``.  ``shift1[j]`` /
+    ``shift2[i]`` are added to every logit of a row (they leave its softmax unchanged, but not
+    raw-logit energies); special symbols get logit ``special_logit`` (+ the shift), the other
+    tokens -inf.  ``rows`` counts the rows it was called with."""
+
+    def __init__(self, vocab, c1, c2, m1, m2, first=5, special_logit=-1.0, shift1=None, shift2=None):
+        self.vocab, self.first, self.n = vocab, first, c1.size(0)
+        self.log_c1, self.log_c2 = c1.double().log(), c2.double().log()
+        self.log_m1, self.log_m2 = m1.double().log(), m2.double().log()
+        z = torch.zeros(self.n, dtype=torch.float64)
+        self.shift1 = z if shift1 is None else shift1.double()
+        self.shift2 = z if shift2 is None else shift2.double()
+        self.special_logit = special_logit
+        self.rows = 0
+
+    @classmethod
+    def from_joint(cls, vocab, joint, **kw):
+        """The conditionals of one joint over (x1, x2): a compatible table."""
+        m1, m2 = joint.sum(1), joint.sum(0)
+        return cls(vocab, joint / m2[None, :], joint / m1[:, None], m1, m2, **kw)
+
+    def _row(self, row, t):
+        other = row[3 - t]
+        lg = torch.full((self.vocab,), -math.inf, dtype=torch.float64)
+        if other == MASK:
+            body, shift = (self.log_m1 if t == 1 else self.log_m2), 0.0
+        else:
+            o = other - self.first
+            body = self.log_c1[:, o] if t == 1 else self.log_c2[o, :]
+            shift = float(self.shift1[o] if t == 1 else self.shift2[o])
+        lg[list(SPECIALS)] = self.special_logit + shift
+        lg[self.first:self.first + self.n] = body + shift
+        return lg
+
+    def __call__(self, tokens, context, select):
+        self.rows += tokens.size(0)
+        r, t = select.nonzero(as_tuple=True)
+        return torch.stack([self._row(tokens[i].tolist(), int(p)) for i, p in zip(r.tolist(), t.tolist())])
