@@ -21,19 +21,26 @@ the token log-probabilities for mask-predict.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from typing import List, Optional
 
 import torch
 
 from .core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
+from .core.cost import expected_rows
 from .core.energy import ENERGIES
 from .errors import UserError
 from .models.adapters import adapter_for, length_candidates
+from .progress import DecodeProgress
 from .trace import sample_records, trace_records, write_records
 from .signals import RecordFile
 
 logger = logging.getLogger(__name__)
+
+# generators built by the running command (cleared when one starts), so it can say what each
+# spent when it ends
+BUILT: List["MHGenerator"] = []
 
 __all__ = ["MHGenerator"]
 
@@ -52,6 +59,7 @@ class MHGenerator:
         max_tokens: int = 32768,
         trace_path: Optional[str] = None,
         dump_path: Optional[str] = None,
+        progress: Optional[DecodeProgress] = None,
     ):
         self.cfg = sampler_cfg  # validated when it was made
         self.tgt_dict = tgt_dict
@@ -65,7 +73,10 @@ class MHGenerator:
         # each batch's records reach the file whole, signals held back meanwhile (fairseq_mh.signals)
         self._trace = RecordFile(trace_path) if trace_path else None
         self._dump = RecordFile(dump_path) if dump_path else None
-        self.totals = {"sentences": 0, "rows": 0, "calls": 0}
+        self.progress = progress or DecodeProgress(mode="off")
+        BUILT.append(self)
+        self.totals = {"sentences": 0, "rows": 0, "calls": 0, "proposals": 0, "accepted": 0, "novel": 0,
+                       "seconds": 0.0}
 
     # ------------------------------------------------------------------
     @torch.no_grad()
@@ -76,6 +87,7 @@ class MHGenerator:
             raise UserError("--prefix-size is not supported by MH decoding: drop it")
         if constraints is not None:
             raise UserError("lexical constraints are not supported by MH decoding: drop --constraints")
+        t0 = time.perf_counter()
         model = models[0]
         model.eval()
         adapter = adapter_for(model, self.tgt_dict)
@@ -95,16 +107,34 @@ class MHGenerator:
             decode=decode.cpu(),
         )
         ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens)
-        res = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed()).run(starts)
-        self.totals["sentences"] += B
-        self.totals["rows"] += ev.rows
-        self.totals["calls"] += ev.calls
+        self.progress.begin_batch(B, expected_rows(self.cfg, starts.free.sum(1).tolist()), ev)
+        res = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed(), monitor=self.progress.update).run(starts)
+        self.progress.end_batch()
+        self._count(res, ev, B, time.perf_counter() - t0)
         if self._trace is not None:
             write_records(self._trace, trace_records(res, ids, cand.reshape(-1), l, self.cfg.sampler,
                                                      self.cfg.energy, self._text))
         if self._dump is not None:
             write_records(self._dump, sample_records(res, ids, l, self._text))
         return [self._hypotheses(res, b, l) for b in range(B)]
+
+    def _count(self, res, ev, sentences: int, seconds: float) -> None:
+        t = self.totals
+        t["sentences"] += sentences
+        t["rows"] += ev.rows
+        t["calls"] += ev.calls
+        t["seconds"] += seconds
+        for name in ("proposals", "accepted", "novel"):
+            t[name] += int(getattr(res.stats, name).sum())
+
+    def summary_line(self) -> str:
+        """What the run spent: rows, rows/s, acceptance, novel rate, time per sentence."""
+        t = self.totals
+        n, secs, prop = t["sentences"], t["seconds"], t["proposals"]
+        rates = (f", acceptance {t['accepted'] / prop:.3f}, novel {t['novel'] / prop:.3f} over {prop} proposals"
+                 if prop else "")
+        return (f"decoded {n} sentences with {self.cfg.sampler}: {t['rows']} model rows in {t['calls']} calls, "
+                f"{t['rows'] / max(secs, 1e-9):.0f} rows/s{rates}, {secs / max(n, 1):.3f} s per sentence")
 
     def _content_ids(self, src_tokens):
         """Stand-in sentence ids for batches without any (fairseq-interactive): a checksum of

@@ -96,9 +96,21 @@ class MHDecodingConfig(FairseqDataclass):
     mh_max_tokens: int = field(
         default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
     )
-
-
+    mh_estimate: bool = field(
+        default=False,
+        metadata={"help": "print the run's expected model rows and time (length predictor, schedule, chains, and "
+                          "rows/s measured on this model and device), then exit without decoding"},
+    )
+    mh_progress_interval: float = field(
+        default=10.0,
+        metadata={"help": "seconds between progress lines inside a batch when stderr is not a terminal "
+                          "(a terminal gets a bar refreshed every second; --no-progress-bar silences both)"},
+    )
+    # fairseq's own options the plug-in reads (passed explicitly, not through global state)
     seed: int = II("common.seed")
+    no_progress_bar: bool = II("common.no_progress_bar")
+    log_format: Optional[str] = II("common.log_format")
+    gen_subset: str = II("dataset.gen_subset")
 
 
 def sampler_config(cfg) -> SamplerConfig:
@@ -114,6 +126,8 @@ def validate_decoding_options(cfg) -> SamplerConfig:
     sc = sampler_config(cfg)
     if cfg.length_beam < 1:
         raise ConfigError(f"--length-beam must be an integer >= 1 (got {cfg.length_beam})")
+    if not cfg.mh_progress_interval >= 0:
+        raise ConfigError(f"--mh-progress-interval must be a number >= 0 (got {cfg.mh_progress_interval})")
     if cfg.mh_max_tokens < 1:
         raise ConfigError(f"--mh-max-tokens must be an integer >= 1 (got {cfg.mh_max_tokens})")
     return sc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 
 _registered = False
 
@@ -93,8 +94,14 @@ def _guarded(original, is_interactive: bool):
         outputs = [f for _, f in preflight.output_files(cfg, results=not is_interactive)]
         run = (lambda c: interactive_input.run(original, c)) if is_interactive else original
         prog = (__import__("sys").argv[0] or "fairseq-mh").rsplit("/", 1)[-1]
+        from .generator import BUILT
+
+        BUILT.clear()
         with preflight.removed_on_error(outputs):
-            return signals.guard(run, cfg, prog, outputs)
+            result = signals.guard(run, cfg, prog, outputs)
+        for gen in BUILT:  # after fairseq's own "Translated ..." line: what the run spent
+            logging.getLogger("fairseq_mh.generate").info(gen.summary_line())
+        return result
 
     main._fairseq_mh = True
     return main

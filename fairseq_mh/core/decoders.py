@@ -18,6 +18,7 @@ __all__ = ["DECODERS", "build_decoder"]
 DECODERS = {"chain": ChainSampler, "refinement": MaskPredictDecoder}
 
 
-def build_decoder(cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor):
-    """The decoder of ``cfg.sampler`` over ``evaluator`` (mask symbol, proposable tokens)."""
-    return DECODERS[cfg.kind.decoder](cfg, evaluator, mask, allowed)
+def build_decoder(cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor, monitor=None):
+    """The decoder of ``cfg.sampler`` over ``evaluator`` (mask symbol, proposable tokens);
+    ``monitor(epochs_done, epochs)`` is called as a chain sampler advances."""
+    return DECODERS[cfg.kind.decoder](cfg, evaluator, mask, allowed, monitor=monitor)

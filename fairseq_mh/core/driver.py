@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List
+from typing import Callable, List, Optional
 
 import torch
 
@@ -69,10 +69,12 @@ class ChainSampler:
 
     ``evaluator`` is a RowEvaluator over any masked conditional; ``mask`` the mask symbol;
     ``allowed`` a boolean vector over the vocabulary of the tokens that may be proposed
-    (special symbols excluded).
+    (special symbols excluded).  ``monitor``, when given, is called after every step with
+    (epochs done, as a fraction, and the epochs in all): progress reporting hooks in there.
     """
 
-    def __init__(self, cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor):
+    def __init__(self, cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor,
+                 monitor: Optional[Callable[[float, int], None]] = None):
         if not cfg.kind.is_chain:
             raise ConfigError(f"--sampler {cfg.sampler} is not a chain sampler: build it with core.build_decoder")
         self.cfg = cfg
@@ -81,6 +83,7 @@ class ChainSampler:
         self.allowed = allowed.bool()
         shape = ProposalShape(cfg.proposal_temperature, cfg.proposal_top_p, self.allowed)
         self.kernel = cfg.kind.kernel(evaluator, mask, shape, ENERGIES[cfg.energy])
+        self.monitor = monitor
 
     @torch.no_grad()
     def run(self, starts: Starts) -> ChainResult:
@@ -143,6 +146,8 @@ class ChainSampler:
             counts["proposals"][info.chains] += 1
             counts["accepted"][info.chains[info.accepted]] += 1
             counts["novel"][info.chains[info.novel]] += 1
+            if self.monitor is not None:
+                self.monitor(epoch + (s + 1) / n_steps, cfg.mh_epochs)
         fill_cache(self.ev, self.mask, st, report=True)
         rec.counts["rows"][epoch] = st.rows - rows0
         rec.counts["report_rows"][epoch] = st.report_rows - rep0

@@ -93,11 +93,12 @@ class MaskPredictDecoder:
     """The mask-predict baseline behind the decoders' seam: one deterministic decode per
     start, ranked by its mean token log-probability (``ChainResult.score``).
 
-    Its outputs' energies cost T rows each and are computed only with ``report_energy``
+    ``monitor`` is accepted for the seam and unused: a decode is a few passes.  Its outputs'
+    energies cost T rows each and are computed only with ``report_energy``
     (NaN otherwise), so that without a trace it costs what fairseq's own generator costs.
     """
 
-    def __init__(self, cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor):
+    def __init__(self, cfg: SamplerConfig, evaluator: RowEvaluator, mask: int, allowed: torch.Tensor, monitor=None):
         self.cfg = cfg
         self.ev = evaluator
         self.mask = mask

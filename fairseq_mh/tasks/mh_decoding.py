@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from .. import data_check, empty_source, signals, weights
 from ..errors import UserError
 from ..options import validate_decoding_options
+
+logger = logging.getLogger("fairseq_mh.estimate")
 
 
 def model_arch(model_cfg) -> str:
@@ -125,18 +129,44 @@ class MHDecodingMixin:
             )
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
+        """The MH generator; first the run's cost estimate (printed and exit with --mh-estimate)."""
         from ..generator import MHGenerator
+        from ..progress import DecodeProgress, progress_mode
 
         cfg = self.cfg
-        nbest = int(getattr(args, "nbest", 1) or 1)
+        estimate = self._estimate(models[0]) if len(models) == 1 else None
+        if cfg.mh_estimate:
+            if estimate is None:
+                raise UserError("--mh-estimate needs a binarized test set to estimate (fairseq-mh-generate DATA "
+                                "--gen-subset SPLIT) and one model")
+            print(estimate.line(self.sampler_cfg), flush=True)
+            raise SystemExit(0)
+        mode = progress_mode(cfg.no_progress_bar is True, cfg.log_format if isinstance(cfg.log_format, str) else None)
+        progress = DecodeProgress(mode, float(cfg.mh_progress_interval), estimate.rows if estimate else None)
         return MHGenerator(
             self.target_dictionary,
             self.sampler_cfg,
             length_beam=cfg.length_beam,
             length_style=str(cfg.length_candidates),
             hypothesis_score=str(cfg.hypothesis_score),
-            nbest=nbest,
+            nbest=int(getattr(args, "nbest", 1) or 1),
             max_tokens=cfg.mh_max_tokens,
             trace_path=cfg.mh_trace,
             dump_path=cfg.mh_dump_samples,
+            progress=progress,
         )
+
+    def _estimate(self, model):
+        """The cost of decoding the loaded test split, logged as the run's first line (None
+        when there is no such split, as in fairseq-mh-interactive)."""
+        from ..run_estimate import estimate_run
+
+        cfg = self.cfg
+        dataset = self.datasets.get(cfg.gen_subset) if isinstance(cfg.gen_subset, str) else None
+        if dataset is None or len(dataset) == 0:
+            return None
+        model.eval()
+        est = estimate_run(model, self.target_dictionary, dataset, self.sampler_cfg, cfg.length_beam,
+                           str(cfg.length_candidates), cfg.mh_max_tokens)
+        logger.info(est.line(self.sampler_cfg))
+        return est

@@ -1,0 +1,55 @@
+"""Expected model rows of a decode: the one cost estimator, used before work by
+``--mh-estimate``, the first line of every run, the progress ETA and the experiment
+runner's ``dry_run``.
+
+It counts rows as the engine spends them (``driver``, "Compute contract") for a start whose
+free length T is known:
+
+* mask-predict: one row per iteration, plus T rows when its energies are reported;
+* a chain sampler's start (shared by its chains): the warm start (1 row for greedy, one per
+  iteration for mask-predict, none for given starts) plus T rows for its conditionals;
+* single-site MH epoch: T-1 rows for each proposal that changes a token, a fraction
+  ``moved`` of the T proposals;
+* block-MH epoch at block size k >= 2: one row per block, plus T rows for the energy of
+  each proposal that changes (an upper bound: every block is taken to change);
+* degenerate (block) Gibbs epoch: up to one row per step plus T rows to report energies.
+
+MH's count is exact given the number of proposals that moved; mask-predict's is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from .config import SamplerConfig, block_size
+
+__all__ = ["DEFAULT_MOVED", "start_rows", "epoch_rows", "expected_rows"]
+
+DEFAULT_MOVED = 0.56  # share of single-site proposals that change a token (m30k, temperature 1)
+
+
+def start_rows(cfg: SamplerConfig, T: int) -> int:
+    """Rows a start costs before its chains run (or, for mask-predict, in all)."""
+    if not cfg.kind.is_chain:
+        return cfg.decoding_iterations + (T if cfg.report_energy else 0)
+    warm = {"greedy": 1, "mask-predict": cfg.decoding_iterations}.get(cfg.warm_start, 0)
+    return (warm if T else 0) + T
+
+
+def epoch_rows(cfg: SamplerConfig, T: int, k: int, moved: float) -> float:
+    """Expected rows of one chain's epoch at block size k."""
+    if not cfg.kind.exact:  # degenerate Gibbs
+        return 2.0 * T if k == 1 else math.ceil(T / k) + T
+    return moved * T * max(T - 1, 0) if k == 1 else math.ceil(T / k) * (1 + T)
+
+
+def expected_rows(cfg: SamplerConfig, free_lengths: Iterable[int], moved: float = DEFAULT_MOVED) -> float:
+    """Expected rows of decoding starts of the given free lengths (one per sentence and
+    length candidate) with ``cfg``."""
+    lengths = [int(T) for T in free_lengths]
+    total = float(sum(start_rows(cfg, T) for T in lengths))
+    if cfg.kind.is_chain:
+        ks = [block_size(cfg, e) for e in range(cfg.mh_epochs)]
+        total += cfg.num_chains * sum(epoch_rows(cfg, T, k, moved) for T in lengths for k in ks)
+    return total
