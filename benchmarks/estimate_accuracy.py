@@ -12,7 +12,6 @@ most frequent) against none.  A benchmark, not a test (a few minutes on 2 CPU co
 """
 
 import argparse
-import gzip
 import logging
 import os
 import shlex
@@ -92,21 +91,16 @@ def main(argv=None):
     p.add_argument("--length-beam", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "estimate_accuracy.md"))
     a = p.parse_args(argv)
-    model, data = Path(a.shared) / "models" / "m30k-cmlm-e33", Path(a.shared) / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
-        print(f"error: {model} or {data} is missing: pass --shared", file=sys.stderr)
-        return 2
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    from fairseq_mh.evaluation import load_decoder
+    from fairseq_mh.errors import exit_on_user_error
+    from fairseq_mh.evaluation import load_multi30k
     from fairseq_mh.textio import atomic_write
 
-    torch.set_num_threads(2)
-    src = gzip.open(data / "test_2016_flickr.de.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    with exit_on_user_error("estimate_accuracy"):
+        dec, src, ref = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.n)
     rows = _measure(a, dec, src, ref)
     times = _progress_cost(a, dec, src, ref)
     cmd = shlex.join(["python", "benchmarks/estimate_accuracy.py", *(argv if argv is not None else sys.argv[1:])])

@@ -133,6 +133,28 @@ def load_decoder(checkpoint: Path, dict_dir: Path, task_name: str = "translation
     return Decoder(task, models, spm)
 
 
+def load_multi30k(shared: Path, model_name: str, n: Optional[int] = None):
+    """(decoder, sources, references): a Multi30k CMLM of ``shared``/models and the first ``n``
+    sentences of test_2016_flickr (de->en), for benchmarks; decoding on two threads."""
+    import gzip
+
+    import torch
+
+    from .errors import UserError
+
+    model, data = Path(shared) / "models" / model_name, Path(shared) / "data" / "multi30k"
+    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
+        raise UserError(f"{model} or {data} is missing: pass --shared (the folder with models/ and data/)")
+    torch.set_num_threads(2)
+
+    def lines(lang):
+        with gzip.open(data / f"test_2016_flickr.{lang}.gz", "rt", encoding="utf-8") as f:
+            return f.read().splitlines()[:n]
+
+    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    return dec, lines("de"), lines("en")
+
+
 def markdown_table(rows: List[dict]) -> str:
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)

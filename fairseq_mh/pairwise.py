@@ -22,7 +22,7 @@ import json
 import math
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from .errors import UserError, report
 

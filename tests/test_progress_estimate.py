@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-import torch
 
 import cli_helpers
 from cli_helpers import parse_generate
