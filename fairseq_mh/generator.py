@@ -21,6 +21,7 @@ the token log-probabilities for mask-predict.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zlib
 from typing import List, Optional
@@ -28,6 +29,7 @@ from typing import List, Optional
 import torch
 
 from .core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
+from .core.budget import plan_groups, run_in_groups, start_bytes
 from .core.cost import expected_rows
 from .core.energy import ENERGIES
 from .errors import UserError
@@ -45,6 +47,14 @@ BUILT: List["MHGenerator"] = []
 __all__ = ["MHGenerator"]
 
 
+def auto_memory_budget(device: torch.device) -> int:
+    """The default --mh-max-memory: half the free memory of a CUDA device, else a quarter
+    of the machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
 class MHGenerator:
     """Drop-in replacement for fairseq's IterativeRefinementGenerator."""
 
@@ -57,6 +67,7 @@ class MHGenerator:
         hypothesis_score: str = "mean-energy",
         nbest: int = 1,
         max_tokens: int = 32768,
+        max_memory: Optional[int] = None,
         trace_path: Optional[str] = None,
         dump_path: Optional[str] = None,
         progress: Optional[DecodeProgress] = None,
@@ -68,6 +79,7 @@ class MHGenerator:
         self.hypothesis_score = hypothesis_score
         self.nbest = nbest
         self.max_tokens = max_tokens
+        self.max_memory = max_memory  # bytes of engine tensors; None: no bound; -1: auto
         self.pad = tgt_dict.pad()
         self.symbols_to_strip_from_output = {tgt_dict.bos(), tgt_dict.eos()}
         # each batch's records reach the file whole, signals held back meanwhile (fairseq_mh.signals)
@@ -108,7 +120,10 @@ class MHGenerator:
         )
         ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens)
         self.progress.begin_batch(B, expected_rows(self.cfg, starts.free.sum(1).tolist()), ev)
-        res = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed(), monitor=self.progress.update).run(starts)
+        decoder = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed(), monitor=self.progress.update)
+        per_start = [start_bytes(self.cfg, tokens.size(1), adapter.vocab_size)] * tokens.size(0)
+        budget = self.max_memory if self.max_memory != -1 else auto_memory_budget(tokens.device)
+        res = run_in_groups(decoder, starts, plan_groups(starts.context, per_start, budget))
         self.progress.end_batch()
         self._count(res, ev, B, time.perf_counter() - t0)
         if self._trace is not None:
@@ -119,6 +134,7 @@ class MHGenerator:
         return [self._hypotheses(res, b, l) for b in range(B)]
 
     def _count(self, res, ev, sentences: int, seconds: float) -> None:
+        """Adds a batch to the run's totals (the end-of-run summary)."""
         t = self.totals
         t["sentences"] += sentences
         t["rows"] += ev.rows

@@ -96,6 +96,12 @@ class MHDecodingConfig(FairseqDataclass):
     mh_max_tokens: int = field(
         default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
     )
+    mh_max_memory: str = field(
+        default="auto",
+        metadata={"help": "bound on the engine's own tensors (conditional caches, stored states): sentences are "
+                          "decoded in groups that fit, with identical output; e.g. 2G, 500M, auto (a quarter of the "
+                          "machine's memory, half the free GPU memory on CUDA) or none"},
+    )
     mh_estimate: bool = field(
         default=False,
         metadata={"help": "print the run's expected model rows and time (length predictor, schedule, chains, and "
@@ -121,11 +127,33 @@ def sampler_config(cfg) -> SamplerConfig:
     return dataclasses.replace(sc, report_energy=bool(cfg.mh_trace or cfg.mh_dump_samples))
 
 
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_memory(text: str) -> Optional[int]:
+    """Bytes of an --mh-max-memory value; None for 'none'; -1 for 'auto' (resolved on the
+    model's device)."""
+    t = str(text).strip().upper().removesuffix("B")
+    if t in ("NONE", "0"):
+        return None
+    if t == "AUTO":
+        return -1
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"--mh-max-memory must be a size such as 2G or 500M, auto or none (got {text!r})")
+    return int(value * _UNITS[unit])
+
+
 def validate_decoding_options(cfg) -> SamplerConfig:
     """Refuses bad values before any data or model is loaded; returns the sampler config."""
     sc = sampler_config(cfg)
     if cfg.length_beam < 1:
         raise ConfigError(f"--length-beam must be an integer >= 1 (got {cfg.length_beam})")
+    parse_memory(cfg.mh_max_memory)
     if not cfg.mh_progress_interval >= 0:
         raise ConfigError(f"--mh-progress-interval must be a number >= 0 (got {cfg.mh_progress_interval})")
     if cfg.mh_max_tokens < 1:

@@ -174,3 +174,21 @@ def test_bad_settings_are_refused_before_any_work(name, value):
     assert "--" + name.replace("_", "-") in str(e.value)
     assert "\n" not in str(e.value)
     assert net.row_log == []
+
+
+def test_rows_with_a_pad_inside_reach_the_model_whole():
+    """A decoder may predict <pad> inside a row (mask-predict over the full vocabulary): the
+    evaluator trims trailing pads only, so no token after it is cut off."""
+    seen = []
+
+    def fn(tokens, context, select):
+        seen.append(tokens.clone())
+        return torch.zeros(int(select.sum()), VOCAB)
+
+    ev = RowEvaluator(fn, pad=PAD)
+    rows = torch.tensor([[BOS, 5, PAD, 6, EOS, PAD, PAD], [BOS, 5, EOS, PAD, PAD, PAD, PAD]])
+    select = torch.zeros_like(rows, dtype=torch.bool)
+    select[0, 3] = select[1, 1] = True
+    assert ev(rows, torch.tensor([0, 0]), select).shape == (2, VOCAB)
+    assert torch.equal(seen[0], rows[:, :5])  # up to the first row's EOS, its inner pad kept
+    assert ev.tokens == 4 + 3  # non-pad symbols

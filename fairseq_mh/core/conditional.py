@@ -97,9 +97,11 @@ class RowEvaluator:
         """Logits [select.sum(), V] at the selected positions, in row-major order."""
         if tokens.size(0) == 0:
             raise ValueError("RowEvaluator called with no rows")
-        lengths = tokens.ne(self.pad).sum(1)
+        # a row's width runs to its last non-pad symbol: a decoder may predict <pad> inside a row
+        nonpad = tokens.ne(self.pad)
+        lengths = torch.where(nonpad.any(1), tokens.size(1) - nonpad.flip(1).int().argmax(1), 0)
         self.rows += tokens.size(0)
-        self.tokens += int(lengths.sum())
+        self.tokens += int(nonpad.sum())
         groups = torch.unique(context) if self.group_by_context else None
         if groups is None or groups.numel() == 1:
             return self._call_rows(tokens, context, select, lengths)

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ["EpochStats", "ChainResult"]
+__all__ = ["EpochStats", "ChainResult", "concat_results"]
 
 
 @dataclass
@@ -59,3 +59,26 @@ class ChainResult:
     def chain_index(self) -> torch.Tensor:
         """[C] index of each chain among the chains of its start."""
         return torch.arange(self.start.numel(), device=self.start.device) % self.chains_per_start
+
+
+# the axis of the chains (or starts) in each tensor field; the rest are shared by all parts
+_CHAIN_AXIS = {"tokens": 0, "energy": 0, "n_free": 0, "start_tokens": 0, "start_energy": 0, "start_rows": 0,
+               "terms": 0, "score": 0, "positional_scores": 0, "states": 1, "samples": 1, "sample_energy": 1,
+               "sample_terms": 1}
+_STATS_AXIS = {"energy": 1, "proposals": 1, "accepted": 1, "novel": 1, "rows": 1, "report_rows": 1}
+
+
+def concat_results(parts: List[ChainResult], starts_per_part: List[int]) -> ChainResult:
+    """One result from the results of consecutive groups of starts (``starts_per_part`` each)."""
+    first = parts[0]
+    offsets = [sum(starts_per_part[:i]) for i in range(len(parts))]
+    cat = {}
+    for name, axis in _CHAIN_AXIS.items():
+        values = [getattr(p, name) for p in parts]
+        cat[name] = None if values[0] is None else torch.cat(values, axis)
+    cat["start"] = torch.cat([p.start + off for p, off in zip(parts, offsets)])
+    stats = EpochStats(**{name: torch.cat([getattr(p.stats, name) for p in parts], axis)
+                          for name, axis in _STATS_AXIS.items()},
+                       temperature=first.stats.temperature, block_size=first.stats.block_size)
+    return ChainResult(stats=stats, init_rows=sum(p.init_rows for p in parts), steps=first.steps,
+                       chains_per_start=first.chains_per_start, burn_in=first.burn_in, **cat)

@@ -6,7 +6,7 @@ import logging
 
 from .. import data_check, empty_source, signals, weights
 from ..errors import UserError
-from ..options import validate_decoding_options
+from ..options import parse_memory, validate_decoding_options
 
 logger = logging.getLogger("fairseq_mh.estimate")
 
@@ -151,6 +151,7 @@ class MHDecodingMixin:
             hypothesis_score=str(cfg.hypothesis_score),
             nbest=int(getattr(args, "nbest", 1) or 1),
             max_tokens=cfg.mh_max_tokens,
+            max_memory=parse_memory(cfg.mh_max_memory),
             trace_path=cfg.mh_trace,
             dump_path=cfg.mh_dump_samples,
             progress=progress,
