@@ -96,6 +96,11 @@ class MHDecodingConfig(FairseqDataclass):
     mh_max_tokens: int = field(
         default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
     )
+    mh_sentences: Optional[str] = field(
+        default=None,
+        metadata={"help": "decode only the sentences whose ids this file lists (one a line), under their ids in the "
+                          "full split, so the output is the unsharded run's (cost-balanced shards)"},
+    )
 
 
     seed: int = II("common.seed")
