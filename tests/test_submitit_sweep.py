@@ -19,7 +19,7 @@ def test_two_point_multirun_through_submitit_local_writes_both_runs_and_the_aggr
     rows = {}
     for seed in (1, 2):
         (out,) = (work / "results").glob(f"*--seed={seed}")
-        (row,) = read_csv(out / f"{out.name.split('--')[0]}.csv")
+        (row,) = read_csv(out / f"{out.name}.csv")
         assert json.loads((out / "results.json").read_text())["config"]["seed"] == seed
         rows[f"seed={seed}"] = row
     assert rows["seed=1"]["E_norm_x1e-3"] != rows["seed=2"]["E_norm_x1e-3"]  # each job decoded with its own seed

@@ -58,7 +58,12 @@ def test_a_failed_shard_is_reported_and_a_rerun_redoes_it_alone(toy, full_run, t
     reuse_prep(full_run, out)
     blocker = out / "shards" / "shard-1-of-2.txt"
     blocker.mkdir(parents=True)  # shard 1's output cannot be written: its job fails
-    err = one_line_error(submitit(toy, out, "--job-logs", tmp_path / "jobs"))
+    p = submitit(toy, out, "--job-logs", tmp_path / "jobs")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    errors = [line for line in p.stderr.splitlines() if line.startswith("wmt_eval: error: ")]
+    assert len(errors) == 1 and p.stderr.splitlines()[-1] == errors[0], p.stderr  # after the progress lines
+    assert "shards on local: 1 done, 0 running, 1 failed, 0 waiting (of 2)" in p.stderr
+    err = errors[0]
     m = re.search(r"1 of 2 shards failed: shard 1: (.*) \[log: (\S+)\] -- run the same command again", err)
     assert m, err
     assert "Is a directory" in m.group(1) and "wmt_eval: error:" in m.group(1)

@@ -70,11 +70,12 @@ def read_jobs(sweep_dir: Path) -> List[dict]:
             for p in sorted(sweep_dir.glob(f"*/{JOB_FILE}"), key=lambda p: (num(p), p.parent.name))]
 
 
-def write_sweep_tables(sweep_dir: Path, jobs: List[dict]) -> Path:
-    """sweep.csv and sweep.md: one row per run of every finished job."""
+def write_sweep_tables(sweep_dir: Path, jobs: List[dict]) -> Optional[Path]:
+    """sweep.csv and sweep.md: one row per run of every finished job (None when no job has
+    results: a dry run's jobs write estimates only)."""
     rows, grid_keys = [], ["job"]
     for job in jobs:
-        if job["error"]:
+        if job["error"] or not (Path(job["results"]) / "results.json").is_file():
             continue
         res = json.loads((Path(job["results"]) / "results.json").read_text(encoding="utf-8"))
         for r in res["runs"]:
@@ -84,6 +85,8 @@ def write_sweep_tables(sweep_dir: Path, jobs: List[dict]) -> Path:
     header = (f"# sweep of {len(jobs)} jobs ({failed} failed), {len(rows)} runs\n\nJobs' results folders: "
               + ", ".join(f"`{j['results']}`" for j in jobs if not j["error"])
               + f".  Written {datetime.now().isoformat(timespec='seconds')}.")
+    if not rows:
+        return None
     write_tables(sweep_dir, "sweep", rows, grid_keys, header)
     return sweep_dir / "sweep.md"
 
@@ -97,7 +100,8 @@ class SweepTables(Callback):
         if not jobs:
             return
         path = write_sweep_tables(sweep_dir, jobs)
-        log.info("sweep: %d jobs, tables of all their runs in %s", len(jobs), path)
+        if path is not None:
+            log.info("sweep: %d jobs, tables of all their runs in %s", len(jobs), path)
         failed = [j for j in jobs if j["error"]]
         for j in failed:
             report(f"sweep job {Path(j['folder']).name} ({' '.join(j['overrides'])}) failed: {j['error']}",
