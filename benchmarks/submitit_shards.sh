@@ -9,7 +9,7 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 M="${FAIRSEQ_MH_SHARED:-$REPO/../shared}/models/maskpredict-toy"
 GEN=(--sampler mh --mh-epochs 12 --burn-in 2 --num-chains 4 --length-beam 2)
 ARGS=(--pair de-en --model "$M" --src "$M/raw/valid.de" --ref "$M/raw/valid.en" --cpu --batch-size 10)
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's plug-in, also in the tools
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -29,7 +29,7 @@ one=$(echo "$t1 - $t0" | bc); two=$(echo "$t2 - $t1" | bc)
 {
   echo "# 2 submitit shard jobs (local executor) against one process"
   echo
-  echo "\`bash benchmarks/submitit_shards.sh\` on $(nproc) CPU cores ($(date -u +%Y-%m-%d)): \`scripts/wmt_eval.py\` on"
+  echo "\`bash benchmarks/submitit_shards.sh\` on $(nproc --all) CPU cores (load average $(cut -d" " -f1-3 /proc/loadavg) at the end, shared with other work) ($(date -u +%Y-%m-%d)): \`scripts/wmt_eval.py\` on"
   echo "the Mask-Predict toy checkpoint of ../shared, its 100 validation sentences, \`${GEN[*]}\`,"
   echo "\`--cpu --batch-size 10\`, OMP_NUM_THREADS=1, both from the same prepared and binarized data."
   echo
