@@ -112,6 +112,11 @@ class MHDecodingConfig(FairseqDataclass):
         metadata={"help": "seconds between progress lines inside a batch when stderr is not a terminal "
                           "(a terminal gets a bar refreshed every second; --no-progress-bar silences both)"},
     )
+    mh_sentences: Optional[str] = field(
+        default=None,
+        metadata={"help": "decode only the sentences whose ids this file lists (one a line), under their ids in the "
+                          "full split, so the output is the unsharded run's (cost-balanced shards)"},
+    )
     # fairseq's own options the plug-in reads (passed explicitly, not through global state)
     seed: int = II("common.seed")
     no_progress_bar: bool = II("common.no_progress_bar")

@@ -11,8 +11,13 @@ on a re-run when its output exists and was made from the same inputs:
    normalise-romanian + remove-diacritics) -> Moses tokenization (sacremoses, escaping on,
    as tokenizer.perl's default) -> subword-nmt BPE when ``--bpe-codes`` is given.
 2. ``OUT/bin``: ``fairseq-mh-preprocess`` with the model's own ``dict.*.txt``.
-3. ``OUT/shards/shard-I-of-K.txt``: ``fairseq-mh-generate`` output for one shard
-   (fairseq shards the batches: ``--distributed-world-size K --distributed-rank I``).
+3. ``OUT/shards/shard-I-of-K.txt``: ``fairseq-mh-generate`` output for one shard.  Shards
+   are balanced by expected cost (``fairseq_mh.sharding``: length^2 x epochs x chains for chain
+   samplers, length x iterations for mask-predict), not by count: shard I decodes the ids in
+   ``OUT/shards/ids-I-of-K.txt`` (``--mh-sentences``), under their ids in the full test set,
+   so its hypotheses are the unsharded run's.  ``--launcher submitit`` runs every shard as a
+   job (one Slurm array where Slurm is available, submitit's local executor otherwise, see
+   ``fairseq_mh.cluster``), waits, resubmits none that finished, then merges.
 4. merge + score (``--merge``, or at once when K = 1): hypotheses in the original order,
    checked complete and unique; BPE removed (by fairseq's ``--remove-bpe``), Moses
    detokenized; sacreBLEU on detokenized text vs the raw references, and tokenized BLEU as
@@ -43,6 +48,7 @@ if (REPO / "fairseq_mh").is_dir() and str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the package of this checkout, as the script
 
 from fairseq_mh.errors import UserError, exit_on_user_error  # noqa: E402
+from fairseq_mh.sharding import balanced_shards, sampler_settings, shard_costs  # noqa: E402
 from fairseq_mh.textio import (  # noqa: E402
     MosesSettings,
     Preprocessor,
@@ -75,8 +81,10 @@ RESERVED = {
     "--post-process": "--bpe-codes", "--source-lang": "--pair", "--target-lang": "--pair", "-s": "--pair",
     "-t": "--pair", "--num-shards": "--num-shards", "--shard-id": "--shard-id",
     "--distributed-world-size": "--num-shards", "--distributed-rank": "--shard-id", "--results-path": "--out",
-    "--nbest": None,
+    "--nbest": None, "--mh-sentences": "--num-shards",
 }
+# Options of --launcher submitit (a job per shard), with what they mean to the parser.
+CLUSTER_OPTIONS = ("partition", "gpus_per_shard", "time_limit", "array_parallelism", "job_logs")
 
 H_LINE = re.compile(r"^H-(\d+)\t([^\t]*)\t?(.*)$")
 HEADER = "#wmt_eval "
@@ -175,10 +183,29 @@ def check_options(args, gen_args: List[str]) -> None:
             use = RESERVED[name]
             raise UserError(f"{name} after -- is set by this script: "
                             + (f"give {use} before --" if use else "it is not supported here"))
+    check_launcher(args)
     require_module("sacremoses", "sacremoses")
     require_module("sacrebleu", "sacrebleu")
     if args.bpe_codes:
         require_module("subword_nmt", "subword-nmt")
+
+
+def check_launcher(args) -> None:
+    """--launcher submitit runs every shard itself; the cluster options mean nothing inline."""
+    given = [o for o in CLUSTER_OPTIONS if getattr(args, o) is not None]
+    if args.launcher == "inline":
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} applies to --launcher submitit only")
+        return
+    if args.shard_id_given:
+        raise UserError("--launcher submitit runs every shard itself: drop --shard-id")
+    for name in ("gpus_per_shard", "time_limit", "array_parallelism"):
+        value, lo = getattr(args, name), (0 if name == "gpus_per_shard" else 1)
+        if value is not None and value < lo:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {lo} (got {value})")
+    if args.gpus_per_shard and args.cpu:
+        raise UserError("--gpus-per-shard asks for GPUs but --cpu decodes on the CPU: drop one of them")
+    require_module("submitit", "submitit")
 
 
 def check_model(args, langs):
@@ -274,15 +301,16 @@ def check_existing(args, out: Path, fps: Dict[str, dict]) -> Dict[str, bool]:
         if d is not None:
             check_same(out / step, d, fps[step], out)
         done[step] = d is not None
-    shard = shard_path(out, args.shard_id, args.num_shards)
-    done["decode"] = shard.is_file()
-    if done["decode"]:
+    k = args.num_shards
+    mine = range(k) if args.launcher == "submitit" else [args.shard_id]
+    for shard in (shard_path(out, i, k) for i in mine if shard_path(out, i, k).is_file()):
         header = read_shard_header(shard)
         if header is None or header.get("fingerprint") != fps["decode"]:
             raise UserError(
                 f"'{shard}' was decoded with other settings "
                 f"({differing((header or {}).get('fingerprint', {}), fps['decode'])} differ): "
                 f"use another --out, or delete it")
+    done["decode"] = shard_path(out, args.shard_id, k).is_file()
     return done
 
 
@@ -349,6 +377,28 @@ def read_shard_header(path: Path) -> Optional[dict]:
         return None
 
 
+def ids_path(out: Path, i: int, k: int) -> Path:
+    return out / "shards" / f"ids-{i}-of-{k}.txt"
+
+
+def write_shard_ids(inp, out: Path, k: int, gen_args: List[str]) -> List[List[int]]:
+    """The cost-balanced split of the test set into ``k`` shards, each shard's ids written to
+    ids-I-of-K.txt (the same content whoever writes it: a function of the prepared source and
+    the sampler settings; concurrent shards may both write it, atomically).  Lengths: the
+    model's source tokens (BPE pieces) plus </s>."""
+    cfg = sampler_settings(gen_args)
+    lengths = [len(line.split()) + 1 for line in read_lines(out / "prep" / f"test.{inp['src_lang']}")]
+    shards = balanced_shards(lengths, k, cfg)
+    for i, ids in enumerate(shards):
+        path, text = ids_path(out, i, k), [str(sid) for sid in ids]
+        if not path.is_file() or read_lines(path) != text:
+            write_lines(path, text)
+    costs = shard_costs(lengths, shards, cfg)
+    log(f"shards by expected cost ({cfg.kind.name}): sentences {'/'.join(str(len(x)) for x in shards)}, cost "
+        + "/".join(f"{c / max(sum(costs), 1e-9):.1%}" for c in costs))
+    return shards
+
+
 def step_decode(args, inp, out: Path, fp: dict, gen_args: List[str]) -> None:
     s, t = inp["src_lang"], inp["tgt_lang"]
     k, i = args.num_shards, args.shard_id
@@ -356,6 +406,8 @@ def step_decode(args, inp, out: Path, fp: dict, gen_args: List[str]) -> None:
     if final.is_file():
         log(f"decode: shard {i} of {k} done before, skipped ({final})")
         return
+    if k > 1:
+        write_shard_ids(inp, out, k, gen_args)
     cmd = [inp["tools"]["generate"], str(out / "bin"), "--task", args.task, "--path", str(inp["ckpt"]),
            "--source-lang", s, "--target-lang", t, "--gen-subset", "test", "--batch-size", str(args.batch_size),
            "--seed", str(args.seed)]
@@ -363,12 +415,12 @@ def step_decode(args, inp, out: Path, fp: dict, gen_args: List[str]) -> None:
         cmd.append("--cpu")
     if inp["bpe_codes"]:
         cmd.append("--remove-bpe")
-    if k > 1:  # fairseq 0.12's generate shards batches by these (it ignores --num-shards/--shard-id)
-        cmd += ["--distributed-world-size", str(k), "--distributed-rank", str(i)]
+    if k > 1:  # this shard's cost-balanced share, under the full test set's ids
+        cmd += ["--mh-sentences", str(ids_path(out, i, k))]
     cmd += gen_args
     log(f"decode: shard {i} of {k}: {' '.join(cmd[1:])}")
     with atomic_file(final) as f:
-        f.write(HEADER + json.dumps({"fingerprint": fp, "shard_id": i, "num_shards": k}) + "\n")
+        f.write(HEADER + json.dumps({"fingerprint": fp, "shard_id": i, "num_shards": k, "sharding": "cost"}) + "\n")
         f.flush()
         run_tool(cmd, out / "logs" / f"shard-{i}-of-{k}.log", "fairseq-mh-generate", stdout=f)
 
@@ -466,6 +518,52 @@ def step_score(out: Path, merged: dict) -> dict:
     return result
 
 
+# --- shards as cluster jobs -----------------------------------------------------------------
+
+def shard_command(args, inp, i: int, gen_args: List[str]) -> List[str]:
+    """This script, inline, for shard ``i`` alone: the same inputs, every path absolute (a
+    Slurm job may start elsewhere)."""
+    a = ["--pair", args.pair, "--model", inp["model"].resolve(), "--checkpoint", inp["ckpt"].resolve(),
+         "--src", inp["src"].resolve(), "--ref", inp["ref"].resolve(), "--out", Path(args.out).resolve(),
+         "--task", args.task, "--batch-size", args.batch_size, "--seed", args.seed, "--workers", args.workers,
+         "--num-shards", args.num_shards, "--shard-id", i]
+    a += ["--bpe-codes", inp["bpe_codes"].resolve()] if inp["bpe_codes"] else []
+    a += ["--cpu"] * bool(args.cpu) + ["--normalize-punctuation"] * bool(args.normalize_punctuation)
+    return [sys.executable, str(Path(__file__).resolve()), *map(str, a), "--", *gen_args]
+
+
+def cluster_options(args, out: Path):
+    from fairseq_mh.cluster import ClusterOptions
+
+    k = args.num_shards
+    return ClusterOptions(
+        folder=Path(args.job_logs or out / "logs" / "jobs").resolve(), partition=args.partition,
+        gpus_per_job=args.gpus_per_shard if args.gpus_per_shard is not None else (0 if args.cpu else 1),
+        time_limit_min=args.time_limit or 240, array_parallelism=args.array_parallelism or k,
+        job_name=f"wmt_eval-{args.pair}")
+
+
+def run_shard_jobs(args, inp, out: Path, gen_args: List[str]) -> None:
+    """Submits every shard without output as a job, waits, and refuses to merge if one failed."""
+    from fairseq_mh.cluster import run_commands
+
+    k = args.num_shards
+    if k > 1:
+        write_shard_ids(inp, out, k, gen_args)
+    todo = [i for i in range(k) if not shard_path(out, i, k).is_file()]
+    if len(todo) < k:
+        log(f"decode: {k - len(todo)} of {k} shards done before, skipped")
+    if not todo:
+        return
+    opts = cluster_options(args, out)
+    log(f"decode: submitting {len(todo)} shard job(s); job logs in {opts.folder}")
+    failures = run_commands({i: shard_command(args, inp, i, gen_args) for i in todo}, opts, log)
+    if failures:
+        raise UserError(f"{len(failures)} of {k} shards failed: "
+                        + "; ".join(f"shard {f.shard}: {f.line} [log: {f.log}]" for f in failures)
+                        + " -- run the same command again to resubmit them (finished shards are kept)")
+
+
 # --- command line ------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -490,19 +588,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--cpu", action="store_true", help="decode on the CPU")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--num-shards", type=int, default=1, help="split decoding into K pieces (one process each)")
-    p.add_argument("--shard-id", type=int, default=0, help="the piece this process decodes (0..K-1)")
+    p.add_argument("--num-shards", type=int, default=1,
+                   help="split decoding into K pieces of equal expected cost (one process or job each)")
+    p.add_argument("--shard-id", type=int, default=None, help="the piece this process decodes (0..K-1; default 0)")
     p.add_argument("--merge", action="store_true", help="merge the K shards' outputs and score them")
     p.add_argument("--workers", type=int, default=1, help="processes for binarization")
     p.add_argument("--normalize-punctuation", action="store_true",
                    help="Moses normalize-punctuation before tokenizing (off: Mask-Predict's data did not use it)")
+    c = p.add_argument_group("cluster (--launcher submitit)")
+    c.add_argument("--launcher", choices=["inline", "submitit"], default="inline",
+                   help="inline: this process decodes --shard-id; submitit: every shard is a job (a Slurm array "
+                        "where Slurm is available, local processes otherwise), then the merge")
+    c.add_argument("--partition", help="Slurm partition of the shard jobs")
+    c.add_argument("--gpus-per-shard", type=int, help="GPUs per shard job (default 1, 0 with --cpu)")
+    c.add_argument("--time-limit", type=int, help="minutes a shard job may run (default 240)")
+    c.add_argument("--array-parallelism", type=int, help="shard jobs running at once (default: all)")
+    c.add_argument("--job-logs", help="folder of the jobs' logs and submitit files (default OUT/logs/jobs)")
     return p
+
+
+def parse_args(argv: List[str]):
+    args = build_parser().parse_args(argv)
+    args.shard_id_given = args.shard_id is not None
+    args.shard_id = args.shard_id or 0
+    return args
 
 
 def evaluate(argv: List[str], gen_args: List[str]) -> None:
     """The steps a command line asks for (all of them, one shard's, or the merge)."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     out = Path(args.out)
+    if args.merge and args.launcher == "submitit":
+        raise UserError("--launcher submitit merges by itself: drop --merge")
     if args.merge:
         if args.num_shards < 1:
             raise UserError(f"--num-shards must be >= 1 (got {args.num_shards})")
@@ -515,8 +632,11 @@ def evaluate(argv: List[str], gen_args: List[str]) -> None:
     check_existing(args, out, fps)
     step_prepare(args, inp, out, fps["prep"])
     step_binarize(args, inp, out, fps["bin"])
-    step_decode(args, inp, out, fps["decode"], gen_args)
-    if args.num_shards == 1:
+    if args.launcher == "submitit":
+        run_shard_jobs(args, inp, out, gen_args)
+    else:
+        step_decode(args, inp, out, fps["decode"], gen_args)
+    if args.num_shards == 1 or args.launcher == "submitit":
         step_score(out, step_merge(args, out))
     else:
         log(f"shard {args.shard_id} of {args.num_shards} done; when all are, run again with "

@@ -194,7 +194,7 @@ def test_two_shards_and_merge_equal_the_unsharded_run(toy, full_run, sharded):
     out, single_out = sharded["out"], full_run["out"]
     single = h_lines([single_out / "shards" / "shard-0-of-1.txt"])
     for i, p in enumerate(sharded["shard_runs"]):
-        assert f"--distributed-world-size 2 --distributed-rank {i}" in p.stderr
+        assert f"--mh-sentences {out / 'shards' / f'ids-{i}-of-2.txt'}" in p.stderr  # its cost-balanced share
         assert "run again with --num-shards 2 --merge" in p.stderr and "BLEU" not in p.stdout
         assert "prepare: done before, skipped" in p.stderr
     shards = [out / "shards" / f"shard-{i}-of-2.txt" for i in range(2)]

@@ -33,13 +33,14 @@ from typing import Dict, List
 
 from ..textio import atomic_file, atomic_write, moses_detokenizer, sacrebleu_score
 from ..trace import SampleRecord, TraceRecord, by_epoch, proposal_rates
-from .spec import ExperimentError, Run
+from .spec import ExperimentError, Run, kind_of
 
 __all__ = [
     "parse_generate",
     "summarize_trace",
     "bleu",
     "bleu_from_dump",
+    "table_row",
     "write_tables",
     "write_plots",
     "COLUMNS",
@@ -229,6 +230,27 @@ COLUMNS = [
     ("report_rows", "report rows", None),
     ("rows_per_s", "rows/s", 0),
 ]
+
+
+def table_row(r: dict) -> dict:
+    o = r["options"]
+    n = r["sentences"]
+    row = {
+        "run": r["run"], "label": r["label"], **r["grid"], "sampler": o.get("sampler"),
+        "energy": o.get("energy") if kind_of(o).exact else None,
+        "E_norm_x1e-3": r["E_norm"] / 1000, "E_norm_best_x1e-3": r["E_norm_best"] / 1000,
+        "E_norm_per_sentence": r["E_norm"] / n, "E_raw_x1e-3": r["E_raw"] / 1000,
+        "novel": r["novel"], "acceptance": r["acceptance"], "BLEU": r["BLEU"],
+        "BLEU_epoch_avg": r.get("BLEU_epoch_avg"), "BLEU_epoch_best": r.get("BLEU_epoch_best"),
+        "BLEU_curve_chains": r.get("BLEU_curve_chains"), "sentences": n,
+        "wall_s": r["wall_s"], "decode_s": r["decode_s"], "model_rows": r["model_rows"], "report_rows": r["report_rows"],
+        "rows_per_s": r["rows"] / r["decode_s"] if r.get("decode_s") else None,
+    }
+    if not kind_of(o).is_chain:
+        row.update(mh_epochs=None, burn_in=None, num_chains=None, length_beam=o.get("length_beam"))
+    else:
+        row.update({k: o.get(k) for k in ("mh_epochs", "burn_in", "num_chains", "length_beam")})
+    return row
 
 
 def table_columns(grid_keys: List[str]):

@@ -27,22 +27,23 @@ from typing import Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import exit_on_user_error
+from ..errors import UserError, exit_on_user_error, report
 from ..textio import atomic_folder, atomic_write, error_line, file_stamp, find_tool
 from ..trace import TraceRecord, read_samples, read_trace
-from . import hydra_compat
+from . import hydra_compat, sweep
 from .aggregate import (
     bleu,
     bleu_from_dump,
     detokenizer,
     parse_generate,
     summarize_trace,
+    table_row,
     write_curves_csv,
     write_plots,
     write_tables,
 )
 from .data import Prepared, _env, prepare_data
-from .spec import ExperimentError, Run, check_config, curve_mode, kind_of
+from .spec import ExperimentError, Run, check_config, curve_mode
 
 log = logging.getLogger("fairseq_mh.experiments")
 
@@ -259,27 +260,6 @@ def run_one(cfg, data: Prepared, run: Run, folder: Path, i: int, n: int) -> dict
     return result
 
 
-def table_row(r: dict) -> dict:
-    o = r["options"]
-    n = r["sentences"]
-    row = {
-        "run": r["run"], "label": r["label"], **r["grid"], "sampler": o.get("sampler"),
-        "energy": o.get("energy") if kind_of(o).exact else None,
-        "E_norm_x1e-3": r["E_norm"] / 1000, "E_norm_best_x1e-3": r["E_norm_best"] / 1000,
-        "E_norm_per_sentence": r["E_norm"] / n, "E_raw_x1e-3": r["E_raw"] / 1000,
-        "novel": r["novel"], "acceptance": r["acceptance"], "BLEU": r["BLEU"],
-        "BLEU_epoch_avg": r.get("BLEU_epoch_avg"), "BLEU_epoch_best": r.get("BLEU_epoch_best"),
-        "BLEU_curve_chains": r.get("BLEU_curve_chains"), "sentences": n,
-        "wall_s": r["wall_s"], "decode_s": r["decode_s"], "model_rows": r["model_rows"], "report_rows": r["report_rows"],
-        "rows_per_s": r["rows"] / r["decode_s"] if r.get("decode_s") else None,
-    }
-    if not kind_of(o).is_chain:
-        row.update(mh_epochs=None, burn_in=None, num_chains=None, length_beam=o.get("length_beam"))
-    else:
-        row.update({k: o.get(k) for k in ("mh_epochs", "burn_in", "num_chains", "length_beam")})
-    return row
-
-
 # ------------------------------------------------------------------------------ experiment
 def results_dir(cfg) -> Path:
     """${out_dir}/${name}, or ${out_dir}/${name}--${tag} (multirun jobs: tag = their overrides)."""
@@ -366,13 +346,18 @@ def one_line(e: BaseException) -> str:
     return " ".join(keep)
 
 
-def user_errors():
-    """A user's mistakes end the runner with one line: its own errors and the plug-in's
-    (UserError), and Hydra's and OmegaConf's config errors (several lines, made one)."""
+def config_errors() -> tuple:
+    """Hydra's and OmegaConf's config errors: a user's mistakes too (several lines, made one)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    return exit_on_user_error(PROG, also=(OmegaConfBaseException, HydraException), message=one_line)
+    return OmegaConfBaseException, HydraException
+
+
+def user_errors():
+    """A user's mistakes end the runner with one line: its own errors and the plug-in's
+    (UserError), and Hydra's and OmegaConf's config errors."""
+    return exit_on_user_error(PROG, also=config_errors(), message=one_line)
 
 
 def compose_config(overrides: List[str]) -> DictConfig:
@@ -420,22 +405,28 @@ def _app(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN and not cfg.tag:  # a sweep: one results folder per job
-        OmegaConf.update(cfg, "tag", sweep_tag(sys.argv[1:], list(hc.overrides.task)), force_add=True)
-    with user_errors():
-        run_experiment(cfg)
+    if hc.mode != RunMode.MULTIRUN:
+        with user_errors():
+            run_experiment(cfg)
+        return
+    _sweep_job(cfg, hc)
 
 
-def sweep_tag(argv: List[str], job: List[str]) -> str:
-    """The job's values of the keys the command line sweeps, e.g. 'seed=2' (not the experiment:
-    its name tells the folders apart already)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    args = [a for a in argv if not a.startswith("-")]
-    swept = {o.key_or_group for o in parser.parse_overrides(args) if o.is_sweep_override()} - {"experiment"}
-    return ",".join(f"{o.key_or_group}={o.get_value_element_as_str()}" for o in parser.parse_overrides(job)
-                    if o.key_or_group in swept)
+def _sweep_job(cfg: DictConfig, hc) -> None:
+    """One job of a sweep (here or in a submitit job): its own results folder, named by its
+    swept values, and a record the sweep's end gathers; an error is reported in one line here
+    (the job's log) and there, and does not stop the other jobs."""
+    overrides = list(hc.overrides.task)
+    tag = cfg.tag or sweep.job_tag(list(cfg.swept), overrides)
+    OmegaConf.update(cfg, "tag", tag, force_add=True)
+    folder = Path(hc.runtime.output_dir)
+    try:
+        out = run_experiment(cfg)
+    except (UserError, *config_errors()) as e:
+        report(one_line(e), PROG)
+        sweep.record_job(folder, overrides, tag, error=one_line(e))
+        return
+    sweep.record_job(folder, overrides, tag, results=out)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -444,8 +435,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     with user_errors():
         precheck(argv)
+        if any(a in ("-m", "--multirun") for a in argv) and not any(a.startswith("swept=") for a in argv):
+            argv = [*argv, "swept=[" + ",".join(f"'{k}'" for k in sweep.swept_keys(argv)) + "]"]
     sys.argv = [sys.argv[0], *argv]
-    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)(_app)()
+    from fairseq_mh.experiments import run as importable  # not __main__: submitit jobs unpickle it by name
+
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)(importable._app)()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,11 @@ class MHDecodingMixin:
             raise UserError(f"{e}: binarize the '{split}' split with fairseq-preprocess (or pick --gen-subset)") from None
         paths = utils.split_paths(self.cfg.data)
         data_check.check_binarized(self, split, paths[(epoch - 1) % len(paths)])
+        if getattr(self.cfg, "mh_sentences", None):  # one shard of a cost-balanced split
+            from ..sentence_subset import SentenceSubset, read_sentence_ids
+
+            full = self.datasets[split]
+            self.datasets[split] = SentenceSubset(full, read_sentence_ids(self.cfg.mh_sentences, len(full)))
         return loaded
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
