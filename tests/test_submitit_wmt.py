@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from fairseq_mh.core.config import SamplerConfig
+from fairseq_mh.core.cost import expected_rows
 from fairseq_mh.sharding import balanced_shards, sampler_settings, sentence_cost, shard_costs
 from test_wmt_scripts import MH, common, full_run, h_lines, lines, ok, one_line_error, script, temp_leftovers, toy  # noqa: F401
 
@@ -95,7 +96,7 @@ def test_shards_balance_expected_cost_on_skewed_lengths():
     # a few long sentences first, many short ones after: halves by count put every long one in shard 0
     lengths = [80, 60, 60, 40] + [6] * 60
     chain = sampler_settings(["--sampler", "block-mh", "--mh-epochs", "8", "--num-chains", "3"])
-    assert chain.kind.is_chain and sentence_cost(10, chain) == 10 ** 2 * 8 * 3
+    assert chain.kind.is_chain and sentence_cost(10, chain) == expected_rows(chain, [10])  # the engine's estimator
     shards = balanced_shards(lengths, 2, chain)
     assert sorted(shards[0] + shards[1]) == list(range(len(lengths)))  # every sentence once
     costs = shard_costs(lengths, shards, chain)
@@ -107,11 +108,11 @@ def test_shards_balance_expected_cost_on_skewed_lengths():
     assert max(by_count) / min(by_count) > 5  # what the count split would have cost
     assert len(shards[0]) != len(shards[1])  # balanced by cost, not by count
     assert balanced_shards(lengths, 2, chain) == shards  # a function of the inputs
-    # mask-predict costs length x iterations: the same lengths balance differently
+    # mask-predict costs iterations + length rows: the same lengths balance differently
     mp = sampler_settings(["--sampler", "mask-predict", "--decoding-iterations", "4"])
-    assert not mp.kind.is_chain and sentence_cost(10, mp) == 10 * 4
+    assert not mp.kind.is_chain and sentence_cost(10, mp) == expected_rows(mp, [10]) == 4 + 10
     mp_costs = shard_costs(lengths, balanced_shards(lengths, 2, mp), mp)
-    assert max(mp_costs) - min(mp_costs) <= 80 * 4
+    assert max(mp_costs) - min(mp_costs) <= sentence_cost(80, mp)
     assert balanced_shards(lengths, 2, mp) != shards
     # defaults come from SamplerConfig
     assert sampler_settings([]) == SamplerConfig()
