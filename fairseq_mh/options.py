@@ -16,6 +16,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 
 from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, ConfigError, SamplerConfig
+from .core.kinds import BLOCK_PROPOSALS
 
 __all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
 
@@ -48,6 +49,15 @@ class MHDecodingConfig(FairseqDataclass):
     )
     block_size: int = field(
         default=_D.block_size, metadata={"help": "positions per block move (block samplers); annealed to 1 over the epochs"}
+    )
+    block_proposal: ChoiceEnum(list(BLOCK_PROPOSALS)) = field(
+        default=_D.block_proposal,
+        metadata={"help": "block MH with --block-size 2: propose each position independently, or both from the "
+                          "Arnold-Gokhale (ag) or Hammersley-Clifford-Besag (hcb) joint on a top-K grid"},
+    )
+    block_proposal_k: int = field(
+        default=_D.block_proposal_k,
+        metadata={"help": "candidates per position of the ag/hcb block proposal (1 + 2K model rows per block)"},
     )
     no_block_anneal: bool = field(default=_D.no_block_anneal, metadata={"help": "keep the block size fixed"})
     position_order: ChoiceEnum(list(POSITION_ORDERS)) = field(

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from enum import Enum
 
-from .kinds import SAMPLER_KINDS, SAMPLERS, SamplerKind
+from .kinds import BLOCK_PROPOSALS, SAMPLER_KINDS, SAMPLERS, SamplerKind
 
 from .errors import UserError
 
@@ -52,6 +52,8 @@ class SamplerConfig:
     anneal_rate: float = 0.0
     min_target_temperature: float = 0.05
     block_size: int = 4
+    block_proposal: str = "independent"
+    block_proposal_k: int = 10
     no_block_anneal: bool = False
     position_order: str = "random"
     force_accept_epochs: int = 0
@@ -114,12 +116,28 @@ class SamplerConfig:
             )
         at_least("num_chains", 1)
         at_least("block_size", 1)
+        choice("block_proposal", tuple(BLOCK_PROPOSALS))
+        at_least("block_proposal_k", 1)
+        self._check_block_proposal()
         at_least("force_accept_epochs", 0)
         at_least("decoding_iterations", 1)
         at_least("mask_predict_min_remask", 0)
         if not isinstance(self.seed, int):
             raise ConfigError(f"--seed must be an integer (got {self.seed!r})")
         return self
+
+    def _check_block_proposal(self):
+        """A joint two-position proposal needs block MH with blocks of two and no nucleus."""
+        if BLOCK_PROPOSALS[self.block_proposal].joint is None:
+            return
+        bp = f"--block-proposal {self.block_proposal}"
+        if not (self.kind.block and self.kind.exact):
+            names = ", ".join(k.name for k in SAMPLER_KINDS.values() if k.block and k.exact)
+            raise ConfigError(f"{bp} is a block MH proposal: it needs --sampler {names} (got {self.sampler})")
+        if self.block_size != 2:
+            raise ConfigError(f"{bp} proposes two positions at once: it needs --block-size 2 (got {self.block_size})")
+        if self.proposal_top_p < 1:
+            raise ConfigError(f"{bp} has no nucleus: it needs --proposal-top-p 1 (got {self.proposal_top_p})")
 
     @classmethod
     def from_namespace(cls, ns) -> "SamplerConfig":
