@@ -17,6 +17,7 @@ from omegaconf import II
 
 from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, ConfigError, SamplerConfig
 from .core.kinds import BLOCK_PROPOSALS
+from .core.refinement import CONFIDENCES, INITS, REMASK_COUNTS
 
 __all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
 
@@ -80,6 +81,41 @@ class MHDecodingConfig(FairseqDataclass):
     mask_predict_min_remask: int = field(
         default=_D.mask_predict_min_remask,
         metadata={"help": "least positions mask-predict re-masks per iteration: 1 as the original, 0 as fairseq's CMLM"},
+    )
+    mask_predict_init: ChoiceEnum(list(INITS)) = field(
+        default=_D.mask_predict_init,
+        metadata={"help": "mask-predict start (PaDIR): all masks and a full prediction, or random tokens"},
+    )
+    mask_predict_remask: ChoiceEnum(list(REMASK_COUNTS)) = field(
+        default=_D.mask_predict_remask,
+        metadata={"help": "least confident positions mask-predict re-masks: the linear schedule, a constant "
+                          "number or a constant share (--mask-predict-remask-amount)"},
+    )
+    mask_predict_remask_amount: float = field(
+        default=_D.mask_predict_remask_amount,
+        metadata={"help": "with --mask-predict-remask constant: how many; share: which fraction of the positions"},
+    )
+    mask_predict_stutter: bool = field(
+        default=_D.mask_predict_stutter, metadata={"help": "mask-predict also re-masks a token equal to its left neighbour"}
+    )
+    mask_predict_score: ChoiceEnum(list(CONFIDENCES)) = field(
+        default=_D.mask_predict_score,
+        metadata={"help": "what ranks positions for re-masking: the current probabilities, or logits summed over "
+                          "the iterations"},
+    )
+    mask_predict_parallel: int = field(
+        default=_D.mask_predict_parallel,
+        metadata={"help": "mask-predict decodes per length (the first as --mask-predict-init, the others from "
+                          "random tokens); the best-scoring is kept"},
+    )
+    mask_predict_length_norm: float = field(
+        default=_D.mask_predict_length_norm,
+        metadata={"help": "mask-predict candidates score summed log-prob / length^ALPHA: 1 the mean, below 1 a "
+                          "brevity term"},
+    )
+    mask_predict_early_stop: bool = field(
+        default=_D.mask_predict_early_stop,
+        metadata={"help": "mask-predict stops refining a candidate once an iteration changes none of its tokens"},
     )
     length_beam: int = field(default=5, metadata={"help": "number of target-length candidates per sentence"})
     length_candidates: ChoiceEnum(["top", "around-argmax"]) = field(
