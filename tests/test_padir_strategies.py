@@ -223,3 +223,18 @@ def test_bad_strategy_settings_are_refused(kw, needle):
     with pytest.raises(ConfigError) as e:
         SamplerConfig(**kw)
     assert needle in str(e.value)
+
+
+def test_the_strategies_run_through_fairseq_mh_generate_and_bad_values_are_one_line(tiny_cmlm):
+    from cli_helpers import parse_generate, run, user_error
+
+    base = ["fairseq-mh-generate", tiny_cmlm["data"], "--task", "translation_mh", "--path", tiny_cmlm["checkpoint"],
+            "--cpu", "--batch-size", "8", "--length-beam", "2", "--sampler", "mask-predict"]
+    n = len((tiny_cmlm["raw"] / "test.src").read_text().splitlines())
+    p = run([*base, "--mask-predict-init", "random", "--mask-predict-remask", "constant",
+             "--mask-predict-remask-amount", "2", "--mask-predict-stutter", "--mask-predict-score", "summed-logits",
+             "--mask-predict-parallel", "2", "--mask-predict-length-norm", "0.8", "--mask-predict-early-stop"])
+    assert sorted(parse_generate(p.stdout)["H"]) == list(range(n))
+    bad = run([*base, "--mask-predict-remask", "share", "--mask-predict-remask-amount", "2"], check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--mask-predict-remask share needs --mask-predict-remask-amount in (0, 1] (got 2.0)" in user_error(bad)

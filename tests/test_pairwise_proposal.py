@@ -208,3 +208,21 @@ def test_settings_a_pair_proposal_cannot_take_are_refused(kw, needle):
     base = dict(sampler="block-mh", block_size=2, block_proposal="ag")
     with pytest.raises(ConfigError, match=needle.replace("-", r"\-").replace(".", r"\.")):
         SamplerConfig(**{**base, **kw})
+
+
+def test_the_pair_proposal_runs_through_fairseq_mh_generate_and_bad_values_are_one_line(tiny_cmlm, tmp_path):
+    import json
+
+    from cli_helpers import parse_generate, run, user_error
+
+    base = ["fairseq-mh-generate", tiny_cmlm["data"], "--task", "translation_mh", "--path", tiny_cmlm["checkpoint"],
+            "--cpu", "--batch-size", "8", "--length-beam", "1", "--sampler", "block-mh", "--mh-epochs", "2"]
+    n = len((tiny_cmlm["raw"] / "test.src").read_text().splitlines())
+    trace = tmp_path / "t.jsonl"
+    p = run([*base, "--block-size", "2", "--block-proposal", "ag", "--block-proposal-k", "3", "--mh-trace", trace])
+    assert sorted(parse_generate(p.stdout)["H"]) == list(range(n))
+    recs = [json.loads(l) for l in trace.read_text().splitlines()]
+    assert any(r.get("acceptance") is not None for r in recs)
+    bad = run([*base, "--block-proposal", "hcb"], check=False)  # block size 4 by default
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--block-proposal hcb proposes two positions at once: it needs --block-size 2 (got 4)" in user_error(bad)
