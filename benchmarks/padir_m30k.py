@@ -10,16 +10,10 @@ the exact command.  A benchmark, not a test.
 """
 
 import argparse
-import gzip
-import logging
-import os
-import shlex
 import sys
 import time
-import warnings
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from m30k_setup import DEFAULT_SHARED, REPO, load_m30k, write_result
 
 SETTINGS = {
     "original mask-predict": {},
@@ -41,33 +35,20 @@ COMBINATIONS = {
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
+    p.add_argument("--shared", default=DEFAULT_SHARED)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--length-beam", type=int, default=5)
     p.add_argument("--only", action="append", default=None, metavar="NAME")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "padir_m30k.md"))
     a = p.parse_args(argv)
-    model, data = Path(a.shared) / "models" / "m30k-cmlm-e33", Path(a.shared) / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
-        print(f"error: {model} or {data} is missing: pass --shared", file=sys.stderr)
-        return 2
     settings = {**SETTINGS, **COMBINATIONS}
     unknown = sorted(set(a.only or ()) - set(settings))
     if unknown:
         print(f"error: unknown --only setting(s) {unknown}: choose from {sorted(settings)}", file=sys.stderr)
         return 2
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING)
-    import torch
-
     from fairseq_mh.core.config import SamplerConfig
-    from fairseq_mh.evaluation import load_decoder
-    from fairseq_mh.textio import atomic_write
 
-    torch.set_num_threads(1)  # on shared cores more threads are far slower
-    src = gzip.open(data / "test_2016_flickr.de.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    dec, src, ref = load_m30k(a.shared, a.n)
     lines = ["| strategy | options | BLEU | rows | seconds |", "|---|---|---:|---:|---:|"]
     for name, opts in settings.items():
         if a.only and name not in a.only:
@@ -79,14 +60,10 @@ def main(argv=None):
                          for k, v in opts.items()) or "(defaults)"
         lines.append(f"| {name} | `{flags}` | {run.bleu:.2f} | {run.rows} | {run.seconds:.1f} |")
         print(f"{name}: BLEU {run.bleu:.2f}, rows {run.rows}, {time.time() - t0:.0f} s", flush=True)
-    cmd = shlex.join(["python", "benchmarks/padir_m30k.py", *(argv if argv is not None else sys.argv[1:])])
-    text = (f"# PaDIR's refinement strategies for mask-predict on the Multi30k CMLM\n\n"
-            f"First {a.n} sentences of test_2016_flickr (de->en), model ../shared/models/m30k-cmlm-e33; "
-            f"mask-predict, 10 iterations, length beam {a.length_beam} (most probable lengths), at least one "
-            f"position re-masked; rows: decoding rows only (no energy reporting); 1 thread on 2 shared CPU cores, "
-            f"torch {torch.__version__}.\n\nCommand: `{cmd.strip()}`\n\n" + "\n".join(lines) + "\n")
-    atomic_write(Path(a.out), text)
-    print(text)
+    write_result(a.out, "padir_m30k.py", argv, "PaDIR's refinement strategies for mask-predict on the Multi30k CMLM",
+                 f"First {a.n} sentences of test_2016_flickr (de->en), model ../shared/models/m30k-cmlm-e33; "
+                 f"mask-predict, 10 iterations, length beam {a.length_beam} (most probable lengths), at least one "
+                 f"position re-masked; rows: decoding rows only (no energy reporting)", "\n".join(lines))
     return 0
 
 

@@ -12,17 +12,12 @@ interpolated at a row budget every run reached (per-epoch trace, rows per chain)
 """
 
 import argparse
-import gzip
-import logging
-import os
-import shlex
 import sys
 import tempfile
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from m30k_setup import DEFAULT_SHARED, REPO, load_m30k, write_result
 
 
 def curve(trace, energy):
@@ -55,7 +50,7 @@ def at_rows(pts, budget):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
+    p.add_argument("--shared", default=DEFAULT_SHARED)
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--pair-epochs", type=int, default=4)
@@ -63,22 +58,9 @@ def main(argv=None):
     p.add_argument("--energy", default="raw", choices=("raw", "local"))
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "pair_proposal_m30k.md"))
     a = p.parse_args(argv)
-    model, data = Path(a.shared) / "models" / "m30k-cmlm-e33", Path(a.shared) / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
-        print(f"error: {model} or {data} is missing: pass --shared", file=sys.stderr)
-        return 2
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING)
-    import torch
-
     from fairseq_mh.core.config import SamplerConfig
-    from fairseq_mh.evaluation import load_decoder
-    from fairseq_mh.textio import atomic_write
 
-    torch.set_num_threads(1)  # on shared cores more threads are far slower
-    src = gzip.open(data / "test_2016_flickr.de.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    dec, src, ref = load_m30k(a.shared, a.n)
     runs = [("independent", a.independent_epochs), ("ag", a.pair_epochs), ("hcb", a.pair_epochs)]
     results = []
     for proposal, epochs in runs:
@@ -98,16 +80,12 @@ def main(argv=None):
         lines.append(f"| {name} | {epochs} | {run.acceptance:.3f} | {run.novel:.3f} | {c[-1][0]:.0f} | "
                      f"{at_rows(c, budget):.2f} | {c[-1][1]:.2f} | {run.bleu:.2f} | {run.seconds:.1f} |")
     curves = "\n".join(f"* {name}: " + ", ".join(f"({x:.0f}, {y:.2f})" for x, y in c) for name, _, _, c in results)
-    cmd = shlex.join(["python", "benchmarks/pair_proposal_m30k.py", *(argv if argv is not None else sys.argv[1:])])
-    text = (f"# Pairwise block proposals for block MH on the Multi30k CMLM\n\n"
-            f"First {a.n} sentences of test_2016_flickr (de->en), model ../shared/models/m30k-cmlm-e33; block MH "
-            f"on E_{a.energy}, blocks of two positions, random order, tau 1, one chain per sentence on its most "
-            f"probable length, greedy warm start; 1 thread on 2 shared CPU cores, torch {torch.__version__}.\n\n"
-            f"Command: `{cmd.strip()}`\n\n" + "\n".join(lines) +
-            f"\n\nEnergy curves (mean rows per chain, mean E_{a.energy} of the current states) from the warm start (0 rows), then after each epoch:\n\n"
-            f"{curves}\n")
-    atomic_write(Path(a.out), text)
-    print(text)
+    write_result(a.out, "pair_proposal_m30k.py", argv, "Pairwise block proposals for block MH on the Multi30k CMLM",
+                 f"First {a.n} sentences of test_2016_flickr (de->en), model ../shared/models/m30k-cmlm-e33; block MH "
+                 f"on E_{a.energy}, blocks of two positions, random order, tau 1, one chain per sentence on its most "
+                 f"probable length, greedy warm start",
+                 "\n".join(lines) + f"\n\nEnergy curves (mean rows per chain, mean E_{a.energy} of the current "
+                 f"states) from the warm start (0 rows), then after each epoch:\n\n{curves}")
     return 0
 
 

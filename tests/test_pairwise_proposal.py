@@ -25,13 +25,9 @@ from fairseq_mh.core.pair_proposal import pair_table
 from fairseq_mh.core.pairwise import pair_conditionals
 from fairseq_mh.core.proposals import ProposalShape
 from fairseq_mh.core.state import ChainState
-from test_engine_exact import _run_chains, _sampling_bound
+from test_engine_exact import ALPHABET, FREE, TEMPLATE, VOCAB, _run_chains, _sampling_bound
 from toy_models import BOS, EOS, MASK, PAD, TinyNet, allowed_vector
 
-VOCAB = 8
-ALPHABET = (5, 6, 7)
-TEMPLATE = [BOS, MASK, MASK, MASK, EOS]
-FREE = [False, True, True, True, False]
 BLOCKS = ([1, 2], [1, 3], [2, 3])
 
 
