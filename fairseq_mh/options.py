@@ -53,7 +53,7 @@ class MHDecodingConfig(FairseqDataclass):
     )
     block_proposal: ChoiceEnum(list(BLOCK_PROPOSALS)) = field(
         default=_D.block_proposal,
-        metadata={"help": "block MH with --block-size 2: propose each position independently, or both from the "
+        metadata={"help": "block MH with blocks of two: propose each position independently, or both from the "
                           "Arnold-Gokhale (ag) or Hammersley-Clifford-Besag (hcb) joint on a top-K grid"},
     )
     block_proposal_k: int = field(
@@ -93,7 +93,7 @@ class MHDecodingConfig(FairseqDataclass):
     )
     mask_predict_remask_amount: float = field(
         default=_D.mask_predict_remask_amount,
-        metadata={"help": "with --mask-predict-remask constant: how many; share: which fraction of the positions"},
+        metadata={"help": "how many positions mask-predict re-masks (remask rule constant), or which fraction (share)"},
     )
     mask_predict_stutter: bool = field(
         default=_D.mask_predict_stutter, metadata={"help": "mask-predict also re-masks a token equal to its left neighbour"}
@@ -105,7 +105,7 @@ class MHDecodingConfig(FairseqDataclass):
     )
     mask_predict_parallel: int = field(
         default=_D.mask_predict_parallel,
-        metadata={"help": "mask-predict decodes per length (the first as --mask-predict-init, the others from "
+        metadata={"help": "mask-predict decodes per length (the first from the configured start, the others from "
                           "random tokens); the best-scoring is kept"},
     )
     mask_predict_length_norm: float = field(
