@@ -18,7 +18,7 @@ import torch
 from fairseq_mh.core import ConfigError, RowEvaluator, SamplerConfig, StepKey, rng
 from fairseq_mh.core.config import block_size, target_temperature
 from fairseq_mh.core.energy import ENERGIES
-from fairseq_mh.core.exact import SmallSpace, closed_class, target_distribution, total_variation
+from fairseq_mh.core.exact import closed_class, target_distribution, total_variation
 from fairseq_mh.core.kinds import build_kernel
 from fairseq_mh.core.moves import Block, fill_cache
 from fairseq_mh.core.pair_proposal import pair_table
@@ -26,19 +26,10 @@ from fairseq_mh.core.pairwise import pair_conditionals
 from fairseq_mh.core.proposals import ProposalShape
 from fairseq_mh.core.state import ChainState
 from test_engine_exact import ALPHABET, FREE, TEMPLATE, VOCAB, _run_chains, _sampling_bound
-from toy_models import BOS, EOS, MASK, PAD, TinyNet, allowed_vector
+from test_engine_exact import net, space  # noqa: F401  (the same enumerable space and network: fixtures)
+from toy_models import BOS, EOS, MASK, PAD, allowed_vector
 
 BLOCKS = ([1, 2], [1, 3], [2, 3])
-
-
-@pytest.fixture(scope="module")
-def net():
-    return TinyNet(vocab=VOCAB, length=len(TEMPLATE), seed=3, scale=1.5)
-
-
-@pytest.fixture(scope="module")
-def space(net):
-    return SmallSpace(net, TEMPLATE, FREE, ALPHABET, MASK)
 
 
 def ev_of(net):
