@@ -15,7 +15,8 @@ import torch
 
 from .conditional import MaskedConditional
 from .energy import energy_terms
-from .kernels import Kernel
+from .kernels import Kernel, MHKernel
+from .pair_proposal import pair_table
 from .proposals import ProposalShape, shaped_log_probs
 from .rows import masked_rows
 
@@ -127,9 +128,6 @@ class SmallSpace:
                           energy: int, tau: float) -> torch.Tensor:
         """Transition matrix of one two-position move of ``pair_proposal.PairMHKernel``, from
         its own rule (``pair_table``: the forward joint and every cell's reverse probability)."""
-        from .kernels import MHKernel
-        from .pair_proposal import pair_table
-
         a, b = sorted(block)
         N = self.size
         n_pos = torch.full((N,), a, dtype=torch.long)
