@@ -16,6 +16,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 
 from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, ConfigError, SamplerConfig
+from .core.kinds import BLOCK_PROPOSALS
+from .core.refinement import CONFIDENCES, INITS, REMASK_COUNTS
 
 __all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
 
@@ -49,6 +51,15 @@ class MHDecodingConfig(FairseqDataclass):
     block_size: int = field(
         default=_D.block_size, metadata={"help": "positions per block move (block samplers); annealed to 1 over the epochs"}
     )
+    block_proposal: ChoiceEnum(list(BLOCK_PROPOSALS)) = field(
+        default=_D.block_proposal,
+        metadata={"help": "block MH with blocks of two: propose each position independently, or both from the "
+                          "Arnold-Gokhale (ag) or Hammersley-Clifford-Besag (hcb) joint on a top-K grid"},
+    )
+    block_proposal_k: int = field(
+        default=_D.block_proposal_k,
+        metadata={"help": "candidates per position of the ag/hcb block proposal (1 + 2K model rows per block)"},
+    )
     no_block_anneal: bool = field(default=_D.no_block_anneal, metadata={"help": "keep the block size fixed"})
     position_order: ChoiceEnum(list(POSITION_ORDERS)) = field(
         default=_D.position_order, metadata={"help": "order of positions within an epoch"}
@@ -70,6 +81,41 @@ class MHDecodingConfig(FairseqDataclass):
     mask_predict_min_remask: int = field(
         default=_D.mask_predict_min_remask,
         metadata={"help": "least positions mask-predict re-masks per iteration: 1 as the original, 0 as fairseq's CMLM"},
+    )
+    mask_predict_init: ChoiceEnum(list(INITS)) = field(
+        default=_D.mask_predict_init,
+        metadata={"help": "mask-predict start (PaDIR): all masks and a full prediction, or random tokens"},
+    )
+    mask_predict_remask: ChoiceEnum(list(REMASK_COUNTS)) = field(
+        default=_D.mask_predict_remask,
+        metadata={"help": "least confident positions mask-predict re-masks: the linear schedule, a constant "
+                          "number or a constant share (--mask-predict-remask-amount)"},
+    )
+    mask_predict_remask_amount: float = field(
+        default=_D.mask_predict_remask_amount,
+        metadata={"help": "how many positions mask-predict re-masks (remask rule constant), or which fraction (share)"},
+    )
+    mask_predict_stutter: bool = field(
+        default=_D.mask_predict_stutter, metadata={"help": "mask-predict also re-masks a token equal to its left neighbour"}
+    )
+    mask_predict_score: ChoiceEnum(list(CONFIDENCES)) = field(
+        default=_D.mask_predict_score,
+        metadata={"help": "what ranks positions for re-masking: the current probabilities, or logits summed over "
+                          "the iterations"},
+    )
+    mask_predict_parallel: int = field(
+        default=_D.mask_predict_parallel,
+        metadata={"help": "mask-predict decodes per length (the first from the configured start, the others from "
+                          "random tokens); the best-scoring is kept"},
+    )
+    mask_predict_length_norm: float = field(
+        default=_D.mask_predict_length_norm,
+        metadata={"help": "mask-predict candidates score summed log-prob / length^ALPHA: 1 the mean, below 1 a "
+                          "brevity term"},
+    )
+    mask_predict_early_stop: bool = field(
+        default=_D.mask_predict_early_stop,
+        metadata={"help": "mask-predict stops refining a candidate once an iteration changes none of its tokens"},
     )
     length_beam: int = field(default=5, metadata={"help": "number of target-length candidates per sentence"})
     length_candidates: ChoiceEnum(["top", "around-argmax"]) = field(

@@ -13,6 +13,8 @@ Where things live:
 * ``kinds``: the table of sampler kinds; ``config``: settings, validation, schedules;
 * ``driver``: the chain driver (warm start, epochs, statistics, samples);
 * ``mask_predict``: the refinement baseline (also the greedy warm start);
+* ``refinement``: PaDIR's strategies for it; ``pair_proposal``: block MH's two-position
+  proposal from a derived pairwise joint (``pairwise``);
 * ``decoders``: ``build_decoder``, the seam the generator calls; ``results``: what decoders
   return; ``rng``: counter-based random numbers; ``exact``: exact kernels on small spaces.
 

@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass, fields
 from enum import Enum
 
-from .kinds import SAMPLER_KINDS, SAMPLERS, SamplerKind
+from .kinds import BLOCK_PROPOSALS, SAMPLER_KINDS, SAMPLERS, SamplerKind
 
 from .errors import UserError
+from .refinement import CONFIDENCES, INITS, REMASK_COUNTS
 
 __all__ = [
     "SAMPLERS",
@@ -52,6 +53,8 @@ class SamplerConfig:
     anneal_rate: float = 0.0
     min_target_temperature: float = 0.05
     block_size: int = 4
+    block_proposal: str = "independent"
+    block_proposal_k: int = 10
     no_block_anneal: bool = False
     position_order: str = "random"
     force_accept_epochs: int = 0
@@ -59,6 +62,14 @@ class SamplerConfig:
     warm_start: str = "greedy"
     decoding_iterations: int = 10
     mask_predict_min_remask: int = 1
+    mask_predict_init: str = "masks"
+    mask_predict_remask: str = "linear"
+    mask_predict_remask_amount: float = 0.0
+    mask_predict_stutter: bool = False
+    mask_predict_score: str = "probs"
+    mask_predict_parallel: int = 1
+    mask_predict_length_norm: float = 1.0
+    mask_predict_early_stop: bool = False
     report_energy: bool = True  # mask-predict: also compute its outputs' energies (T rows each)
     seed: int = 1
 
@@ -114,12 +125,45 @@ class SamplerConfig:
             )
         at_least("num_chains", 1)
         at_least("block_size", 1)
+        choice("block_proposal", tuple(BLOCK_PROPOSALS))
+        at_least("block_proposal_k", 1)
+        self._check_block_proposal()
         at_least("force_accept_epochs", 0)
         at_least("decoding_iterations", 1)
         at_least("mask_predict_min_remask", 0)
+        self._check_refinement(choice, at_least)
         if not isinstance(self.seed, int):
             raise ConfigError(f"--seed must be an integer (got {self.seed!r})")
         return self
+
+    def _check_refinement(self, choice, at_least):
+        """PaDIR's mask-predict strategies (``refinement``)."""
+        choice("mask_predict_init", INITS)
+        choice("mask_predict_remask", tuple(REMASK_COUNTS))
+        choice("mask_predict_score", CONFIDENCES)
+        at_least("mask_predict_parallel", 1)
+        a, rule = self.mask_predict_remask_amount, self.mask_predict_remask
+        if rule == "constant" and not (isinstance(a, (int, float)) and a >= 1 and float(a).is_integer()):
+            raise ConfigError(f"--mask-predict-remask constant needs --mask-predict-remask-amount N, an integer >= 1 "
+                              f"(got {a!r})")
+        if rule == "share" and not (isinstance(a, (int, float)) and 0 < a <= 1):
+            raise ConfigError(f"--mask-predict-remask share needs --mask-predict-remask-amount in (0, 1] (got {a!r})")
+        n = self.mask_predict_length_norm
+        if not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
+            raise ConfigError(f"--mask-predict-length-norm must be a finite number >= 0 (got {n!r})")
+
+    def _check_block_proposal(self):
+        """A joint two-position proposal needs block MH with blocks of two and no nucleus."""
+        if BLOCK_PROPOSALS[self.block_proposal].joint is None:
+            return
+        bp = f"--block-proposal {self.block_proposal}"
+        if not (self.kind.block and self.kind.exact):
+            names = ", ".join(k.name for k in SAMPLER_KINDS.values() if k.block and k.exact)
+            raise ConfigError(f"{bp} is a block MH proposal: it needs --sampler {names} (got {self.sampler})")
+        if self.block_size != 2:
+            raise ConfigError(f"{bp} proposes two positions at once: it needs --block-size 2 (got {self.block_size})")
+        if self.proposal_top_p < 1:
+            raise ConfigError(f"{bp} has no nucleus: it needs --proposal-top-p 1 (got {self.proposal_top_p})")
 
     @classmethod
     def from_namespace(cls, ns) -> "SamplerConfig":

@@ -31,6 +31,7 @@ from . import rng
 from .conditional import RowEvaluator
 from .config import ConfigError, SamplerConfig, block_size, forced_acceptance, target_temperature
 from .energy import ENERGIES
+from .kinds import build_kernel
 from .mask_predict import mask_predict
 from .moves import Block, StepKey, fill_cache
 from .proposals import ProposalShape
@@ -82,7 +83,7 @@ class ChainSampler:
         self.mask = mask
         self.allowed = allowed.bool()
         shape = ProposalShape(cfg.proposal_temperature, cfg.proposal_top_p, self.allowed)
-        self.kernel = cfg.kind.kernel(evaluator, mask, shape, ENERGIES[cfg.energy])
+        self.kernel = build_kernel(cfg, evaluator, mask, shape, ENERGIES[cfg.energy])
         self.monitor = monitor
 
     @torch.no_grad()

@@ -15,7 +15,8 @@ import torch
 
 from .conditional import MaskedConditional
 from .energy import energy_terms
-from .kernels import Kernel
+from .kernels import Kernel, MHKernel
+from .pair_proposal import pair_table
 from .proposals import ProposalShape, shaped_log_probs
 from .rows import masked_rows
 
@@ -123,10 +124,35 @@ class SmallSpace:
         K[torch.arange(N), torch.arange(N)] = 1.0 - K.sum(1)
         return K
 
+    def pair_block_kernel(self, block: Sequence[int], evaluator, method: str, k: int, shape: ProposalShape,
+                          energy: int, tau: float) -> torch.Tensor:
+        """Transition matrix of one two-position move of ``pair_proposal.PairMHKernel``, from
+        its own rule (``pair_table``: the forward joint and every cell's reverse probability)."""
+        a, b = sorted(block)
+        N = self.size
+        n_pos = torch.full((N,), a, dtype=torch.long)
+        tab = pair_table(evaluator, self.mask, self.states, torch.full((N,), self.context, dtype=torch.long), n_pos,
+                         torch.full((N,), b, dtype=torch.long), method, k, shape.allowed, shape.temperature)
+        K = torch.zeros(N, N, dtype=torch.float64)
+        kk = tab.joint.cand_a.size(1)
+        for i in range(kk):
+            for j in range(kk):
+                dest_tokens = self.states.clone()
+                dest_tokens[:, a] = tab.joint.cand_a[:, i]
+                dest_tokens[:, b] = tab.joint.cand_b[:, j]
+                dest = self.index_of(dest_tokens)
+                prob = MHKernel.transition_weight(tab.joint.log_q[:, i, j].double(), tab.log_q_rev[:, i, j].double(),
+                                                  self.energy[:, energy], self.energy[dest, energy], tau)
+                moving = dest != torch.arange(N)
+                K[torch.arange(N)[moving], dest[moving]] += prob[moving]
+        K[torch.arange(N), torch.arange(N)] = 1.0 - K.sum(1)
+        return K
+
     def epoch_kernel(self, block_size: int, order: str, shape: ProposalShape, energy: int, tau: float,
-                     kernel: Type[Kernel]) -> torch.Tensor:
+                     kernel: Type[Kernel], pair=None) -> torch.Tensor:
         """Transition matrix of one epoch: the free positions in left-to-right order or in a
-        uniformly random order, cut into consecutive blocks of ``block_size``."""
+        uniformly random order, cut into consecutive blocks of ``block_size``.  ``pair``
+        (evaluator, method, k): two-position blocks move by ``pair_block_kernel``."""
         perms = [tuple(self.free_pos)] if order == "left-to-right" else list(itertools.permutations(self.free_pos))
         cache = {}
         M = torch.zeros(self.size, self.size, dtype=torch.float64)
@@ -134,6 +160,8 @@ class SmallSpace:
             P = torch.eye(self.size, dtype=torch.float64)
             for i in range(0, len(perm), block_size):
                 blk = tuple(sorted(perm[i : i + block_size]))
+                if blk not in cache and pair is not None and len(blk) == 2:
+                    cache[blk] = self.pair_block_kernel(blk, *pair, shape, energy, tau)
                 if blk not in cache:
                     cache[blk] = self.block_kernel(blk, shape, energy, tau, kernel)
                 P = P @ cache[blk]

@@ -4,7 +4,10 @@ Options, validation, the generator and the experiments ask this table (through
 ``SamplerConfig.kind``) instead of comparing sampler names.  A kind is either a chain
 sampler (``decoder='chain'``: the chain driver running a transition kernel, single-site or
 block) or a deterministic refinement decoder (``decoder='refinement'``: mask-predict).
-Adding a sampler is adding a row here (and its kernel in ``kernels``).
+Adding a sampler is adding a row here (and its kernel in ``kernels``).  ``BLOCK_PROPOSALS``
+is the table of ``--block-proposal`` values: how a block sampler proposes two positions
+(independent draws, or a derived pairwise joint, ``pair_proposal``); ``build_kernel`` reads
+both tables.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Type
 
 from .kernels import GibbsKernel, Kernel, MHKernel
+from .pair_proposal import PairMHKernel
 
-__all__ = ["SamplerKind", "SAMPLER_KINDS", "SAMPLERS"]
+__all__ = ["SamplerKind", "SAMPLER_KINDS", "SAMPLERS", "BlockProposal", "BLOCK_PROPOSALS", "build_kernel"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,29 @@ SAMPLER_KINDS: Dict[str, SamplerKind] = {
 }
 
 SAMPLERS = tuple(SAMPLER_KINDS)
+
+
+@dataclass(frozen=True)
+class BlockProposal:
+    name: str
+    joint: Optional[str] = None  # a ``pairwise.JOINTS`` method; None: the kind's own kernel
+    help: str = ""
+
+
+BLOCK_PROPOSALS: Dict[str, BlockProposal] = {
+    b.name: b
+    for b in (
+        BlockProposal("independent", help="each position of a block from the block-masked conditional"),
+        BlockProposal("ag", "ag", help="two positions jointly from the Arnold-Gokhale joint (top-K grid)"),
+        BlockProposal("hcb", "hcb", help="two positions jointly from the Hammersley-Clifford-Besag joint (top-K grid)"),
+    )
+}
+
+
+def build_kernel(cfg, evaluator, mask: int, shape, target: int) -> Kernel:
+    """The transition kernel of ``cfg`` (a SamplerConfig): the kind's kernel, or the pairwise
+    block proposal that ``--block-proposal`` names."""
+    joint = BLOCK_PROPOSALS[cfg.block_proposal].joint
+    if joint is None:
+        return cfg.kind.kernel(evaluator, mask, shape, target)
+    return PairMHKernel(evaluator, mask, shape, target, joint, cfg.block_proposal_k)
