@@ -17,7 +17,9 @@ from omegaconf import II
 
 from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, ConfigError, SamplerConfig
 
-__all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
+BATCHING_MODES = ("shared", "sentence")
+
+__all__ = ["BATCHING_MODES", "MHDecodingConfig", "sampler_config", "validate_decoding_options"]
 
 _D = SamplerConfig()
 
@@ -96,6 +98,12 @@ class MHDecodingConfig(FairseqDataclass):
     mh_max_tokens: int = field(
         default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
     )
+    mh_batching: ChoiceEnum(list(BATCHING_MODES)) = field(
+        default="shared",
+        metadata={"help": "model calls hold rows of many sentences (shared: fastest, equal up to float rounding) "
+                          "or of one sentence (sentence: bit-identical whatever --batch-size, order or sharding)"},
+    )
+    bf16: bool = II("common.bf16")  # fairseq-generate applies --fp16 itself but ignores --bf16
 
 
     seed: int = II("common.seed")

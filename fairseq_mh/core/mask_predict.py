@@ -54,8 +54,8 @@ def mask_predict(
     tok = tokens.clone()
     tok[decode] = mask
     n_dec = decode.sum(1)
-    probs = torch.ones(S, L, dtype=torch.float32)
-    rows = torch.zeros(S, dtype=torch.long)
+    probs = torch.ones(S, L, dtype=torch.float32, device=tokens.device)
+    rows = torch.zeros(S, dtype=torch.long, device=tokens.device)
 
     def predict(row_ids: torch.Tensor, positions: torch.Tensor):
         lg = evaluator(tok[row_ids], context[row_ids], positions[row_ids])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from .. import data_check, empty_source, signals, weights
 from ..errors import UserError
 from ..options import validate_decoding_options
+
+logger = logging.getLogger(__name__)
 
 
 def model_arch(model_cfg) -> str:
@@ -128,6 +132,14 @@ class MHDecodingMixin:
         from ..generator import MHGenerator
 
         cfg = self.cfg
+        import torch
+
+        if getattr(cfg, "bf16", False):  # --bf16: the model computes in bfloat16 (CPU and GPU)
+            for m in models:
+                m.to(torch.bfloat16)
+        if models:
+            logger.info("MH decoding: the model is computing in %s on %s", next(models[0].parameters()).dtype,
+                        next(models[0].parameters()).device)
         nbest = int(getattr(args, "nbest", 1) or 1)
         return MHGenerator(
             self.target_dictionary,
@@ -137,6 +149,7 @@ class MHDecodingMixin:
             hypothesis_score=str(cfg.hypothesis_score),
             nbest=nbest,
             max_tokens=cfg.mh_max_tokens,
+            batching=str(getattr(cfg, "mh_batching", "sentence")),
             trace_path=cfg.mh_trace,
             dump_path=cfg.mh_dump_samples,
         )
