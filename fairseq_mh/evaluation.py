@@ -54,7 +54,7 @@ class Decoder:
 
     def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
             batch_size: int = 32, length_beam: int = 1, length_style: str = "top", trace: Optional[Path] = None,
-            progress=None) -> RunSummary:
+            progress=None, batching: str = "sentence", max_tokens: int = 32768) -> RunSummary:
         from .generator import MHGenerator
 
         import sacrebleu
@@ -67,7 +67,7 @@ class Decoder:
             tmp.close()
             trace = Path(tmp.name)
         gen = MHGenerator(self.task.target_dictionary, sampler_cfg, length_beam=length_beam, length_style=length_style,
-                          trace_path=str(trace))
+                          trace_path=str(trace), batching=batching, max_tokens=max_tokens)
         out: Dict[int, dict] = {}
         t0 = time.time()
         for start in range(0, len(ds), batch_size):
