@@ -21,6 +21,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def report(a, runs, torch_version, cmd) -> str:
+    """The Markdown page: both runs and their differences."""
+    f, b = runs["float32"], runs["bfloat16"]
+    same = sum(x == y for x, y in zip(f.hypotheses, b.hypotheses))
+    rel = lambda x, y: 100 * (y - x) / abs(x)  # noqa: E731
+    return (f"# MH in bfloat16 against float32 (Multi30k CMLM)\n\nFirst {a.n} sentences of test_2016_flickr "
+            f"(de->en), ../shared/models/m30k-cmlm-e33, MH raw energy, {a.epochs} epochs, {a.chains} chain(s), one "
+            f"length, --mh-batching shared, {a.threads} CPU threads, torch {torch_version}.\n\nCommand: `{cmd}`\n\n"
+            "| dtype | BLEU | mean E_raw | mean E_local | model rows | seconds |\n|---|---:|---:|---:|---:|---:|\n"
+            + "".join(f"| {r.name} | {r.bleu:.2f} | {r.energy_raw:.3f} | {r.energy_local:.3f} | {r.rows} | "
+                      f"{r.seconds:.0f} |\n" for r in (f, b))
+            + f"\nbf16 - fp32: BLEU {b.bleu - f.bleu:+.2f}, mean E_raw {rel(f.energy_raw, b.energy_raw):+.2f}%, "
+              f"mean E_local {rel(f.energy_local, b.energy_local):+.2f}%; {same}/{a.n} identical hypotheses.  "
+              "Each run's energies are its own model's (bf16 logits upcast to float64).\n")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
@@ -57,25 +73,13 @@ def main(argv=None):
         r = runs[name]
         print(f"{name}: BLEU {r.bleu:.2f}, E_raw {r.energy_raw:.3f}, E_local {r.energy_local:.3f}, {r.seconds:.0f} s",
               flush=True)
-    f, b = runs["float32"], runs["bfloat16"]
-    same = sum(x == y for x, y in zip(f.hypotheses, b.hypotheses))
-    rel = lambda x, y: 100 * (y - x) / abs(x)  # noqa: E731
     cmd = shlex.join(["python", "benchmarks/bf16_m30k.py", *(argv if argv is not None else sys.argv[1:])])
-    text = (f"# MH in bfloat16 against float32 (Multi30k CMLM)\n\nFirst {a.n} sentences of test_2016_flickr "
-            f"(de->en), ../shared/models/m30k-cmlm-e33, MH raw energy, {a.epochs} epochs, {a.chains} chain(s), one "
-            f"length, --mh-batching shared, {a.threads} CPU threads, torch {torch.__version__}.\n\nCommand: `{cmd}`\n\n"
-            "| dtype | BLEU | mean E_raw | mean E_local | model rows | seconds |\n|---|---:|---:|---:|---:|---:|\n"
-            + "".join(f"| {r.name} | {r.bleu:.2f} | {r.energy_raw:.3f} | {r.energy_local:.3f} | {r.rows} | "
-                      f"{r.seconds:.0f} |\n" for r in (f, b))
-            + f"\nbf16 - fp32: BLEU {b.bleu - f.bleu:+.2f}, mean E_raw {rel(f.energy_raw, b.energy_raw):+.2f}%, "
-              f"mean E_local {rel(f.energy_local, b.energy_local):+.2f}%; {same}/{a.n} identical hypotheses.  "
-              "Each run's energies are its own model's (bf16 logits upcast to float64).\n")
+    text = report(a, runs, torch.__version__, cmd)
     from fairseq_mh.textio import atomic_write
 
-    atomic_write(Path(a.out), text)
     print(text)
+    atomic_write(Path(a.out), text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

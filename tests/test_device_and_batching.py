@@ -17,7 +17,7 @@ from torch.utils._device import _device_constructors
 from torch.utils._pytree import tree_leaves
 
 from cli_helpers import parse_generate, run
-from fairseq_mh.core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
+from fairseq_mh.core import RowEvaluator, SamplerConfig, build_decoder, rng
 from toy_models import MASK, PAD, TinyNet, allowed_vector
 from test_engine_contract import L, VOCAB, make_starts
 
