@@ -101,7 +101,7 @@ class MHDecodingConfig(FairseqDataclass):
     mh_batching: ChoiceEnum(list(BATCHING_MODES)) = field(
         default="shared",
         metadata={"help": "model calls hold rows of many sentences (shared: fastest, equal up to float rounding) "
-                          "or of one sentence (sentence: bit-identical whatever --batch-size, order or sharding)"},
+                          "or of one sentence (sentence: bit-identical whatever the batch size, order or sharding)"},
     )
     bf16: bool = II("common.bf16")  # fairseq-generate applies --fp16 itself but ignores --bf16
 

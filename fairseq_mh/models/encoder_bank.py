@@ -62,8 +62,8 @@ class EncoderBank:
             enc = _pad_stack(self.outs, width)
             kv = None
             if self.kv is not None:
-                kv = [(_pad_stack([s[l][0] for s in self.kv], width), _pad_stack([s[l][1] for s in self.kv], width))
-                      for l in range(len(self.kv[0]))]
+                kv = [(_pad_stack([s[i][0] for s in self.kv], width), _pad_stack([s[i][1] for s in self.kv], width))
+                      for i in range(len(self.kv[0]))]
             pos = torch.arange(width, device=self.lengths.device)
             self._padded = (enc, pos[None, :] >= self.lengths[:, None], kv)
         return self._padded
