@@ -103,7 +103,6 @@ class MHDecodingConfig(FairseqDataclass):
         metadata={"help": "model calls hold rows of many sentences (shared: fastest, equal up to float rounding) "
                           "or of one sentence (sentence: bit-identical whatever the batch size, order or sharding)"},
     )
-    bf16: bool = II("common.bf16")  # fairseq-generate applies --fp16 itself but ignores --bf16
 
 
     seed: int = II("common.seed")

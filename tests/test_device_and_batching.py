@@ -281,7 +281,9 @@ def test_generate_applies_bf16_and_both_batching_modes(tiny_cmlm):
     base = ["fairseq-mh-generate", tiny_cmlm["data"], "--task", "translation_mh", "--path", tiny_cmlm["checkpoint"],
             "--sampler", "mh", "--mh-epochs", "2", "--num-chains", "2", "--length-beam", "2", "--batch-size", "8",
             "--cpu", "--seed", "2"]
-    fp32 = parse_generate(run([*base, "--mh-batching", "sentence"]).stdout)["H"]
+    p32 = run([*base, "--mh-batching", "sentence"])
+    assert "computing in torch.float32" in p32.stdout + p32.stderr
+    fp32 = parse_generate(p32.stdout)["H"]
     shared = parse_generate(run([*base, "--mh-batching", "shared"]).stdout)["H"]
     p = run([*base, "--bf16"])
     assert "computing in torch.bfloat16" in p.stdout + p.stderr  # the plug-in says what it computes in

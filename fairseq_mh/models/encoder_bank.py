@@ -73,10 +73,11 @@ class EncoderBank:
         R = context.numel()
         c0 = int(context[0])
         if bool((context == c0).all()):
-            enc = self.outs[c0][:, None].expand(-1, R, -1)
+            # materialised copies: a stride-0 view would send the products down other kernels
+            rep = lambda t: t[:, None].expand(-1, R, -1).contiguous()  # noqa: E731
+            enc = rep(self.outs[c0])
             mask = torch.zeros(R, enc.size(0), dtype=torch.bool, device=enc.device)
-            kv = None if self.kv is None else [(k[:, None].expand(-1, R, -1), v[:, None].expand(-1, R, -1))
-                                               for k, v in self.kv[c0]]
+            kv = None if self.kv is None else [(rep(k), rep(v)) for k, v in self.kv[c0]]
             return Gathered(enc, mask, kv)
         enc, mask, kv = self._padded_tables()
         width = int(self.lengths.index_select(0, context).max())  # trim padding no row of this call needs

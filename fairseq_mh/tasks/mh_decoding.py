@@ -134,7 +134,9 @@ class MHDecodingMixin:
         cfg = self.cfg
         import torch
 
-        if getattr(cfg, "bf16", False):  # --bf16: the model computes in bfloat16 (CPU and GPU)
+        from ..cli_parser import bf16_requested
+
+        if bf16_requested():  # --bf16: the model computes in bfloat16 (CPU and GPU)
             for m in models:
                 m.to(torch.bfloat16)
         if models:
