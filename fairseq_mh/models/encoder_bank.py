@@ -73,7 +73,7 @@ class EncoderBank:
         R = context.numel()
         c0 = int(context[0])
         if bool((context == c0).all()):
-            # materialised copies: a stride-0 view would send the products down other kernels
+            # one copy per row, as a reorder of the encoder output makes (attention reshapes them anyway)
             rep = lambda t: t[:, None].expand(-1, R, -1).contiguous()  # noqa: E731
             enc = rep(self.outs[c0])
             mask = torch.zeros(R, enc.size(0), dtype=torch.bool, device=enc.device)
