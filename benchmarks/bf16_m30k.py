@@ -37,20 +37,21 @@ def report(a, runs, torch_version, cmd) -> str:
               "Each run's energies are its own model's (bf16 logits upcast to float64).\n")
 
 
-def main(argv=None):
+def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--chains", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    for name, default in (("--n", 100), ("--epochs", 2), ("--chains", 1), ("--threads", 2)):
+        p.add_argument(name, type=int, default=default)
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "bf16_m30k.md"))
-    a = p.parse_args(argv)
-    model = Path(a.shared) / "models" / "m30k-cmlm-e33"
-    data = Path(a.shared) / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
-        print(f"bf16_m30k.py: error: {model} or {data} is missing: pass --shared", file=sys.stderr)
-        return 2
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse(argv)
+    model, data = Path(a.shared) / "models" / "m30k-cmlm-e33", Path(a.shared) / "data" / "multi30k"
+    missing = [str(f) for f in (model / "checkpoint.pt", data / "test_2016_flickr.de.gz") if not f.is_file()]
+    if missing:
+        sys.exit(f"bf16_m30k.py: error: {' and '.join(missing)} missing: pass --shared")
     import logging
     import warnings
 
