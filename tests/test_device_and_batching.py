@@ -110,8 +110,10 @@ def tracked():
         yield t
 
 
+@contextlib.contextmanager
 def paused_inside(tracker, obj, names):
-    """Patches methods of ``obj`` so that the tracker pauses while they run."""
+    """Methods of ``obj`` during which the tracker pauses; restored afterwards (a copy of the
+    model made later must not call back into this one)."""
     for name in names:
         fn = getattr(obj, name)
 
@@ -120,6 +122,11 @@ def paused_inside(tracker, obj, names):
                 return _fn(*a, **k)
 
         setattr(obj, name, wrapped)
+    try:
+        yield
+    finally:
+        for name in names:
+            delattr(obj, name)  # the instance attribute: the class's method shows again
 
 
 def test_the_tracker_catches_a_tensor_made_off_the_input_device_and_a_host_copy():
@@ -247,10 +254,8 @@ def test_decoding_with_and_without_cross_sentence_batching_agrees(family):
 def test_the_generator_and_adapters_keep_every_tensor_on_the_models_device(family):
     dec, sample = family
     model = dec.models[0]
-    with tracked() as t:
-        paused_inside(t, model.encoder, ["forward"])
-        paused_inside(t, model.decoder, [n for n in ("forward_length", "extract_features", "output_layer")
-                                         if hasattr(model.decoder, n)])
+    names = [n for n in ("forward_length", "extract_features", "output_layer") if hasattr(model.decoder, n)]
+    with tracked() as t, paused_inside(t, model.encoder, ["forward"]), paused_inside(t, model.decoder, names):
         hyps, _ = _decode(dec, sample, "shared", warm_start="mask-predict", decoding_iterations=2)
     assert t.off_device == [] and t.copies == []
     assert all(h[0]["tokens"].device.type == "cpu" for h in hyps)
