@@ -26,12 +26,27 @@ def _one_line_error(parser: argparse.ArgumentParser) -> None:
     parser.error = error
 
 
+_PARSED = {"bf16": False}
+
+
+def bf16_requested() -> bool:
+    """Whether the command line asked for --bf16 (fairseq-generate applies --fp16 itself but
+    ignores --bf16; the task's config cannot say: a task set up from a checkpoint's Namespace
+    turns the unresolved "${common.bf16}" into True)."""
+    return _PARSED["bf16"]
+
+
+def _remember(args):
+    _PARSED["bf16"] = bool(getattr(args, "bf16", False))
+    return args
+
+
 def _help_later(original):
     def parse_args_and_arch(parser, input_args=None, *args, **kwargs):
         argv = list(sys.argv[1:] if input_args is None else input_args)
         _one_line_error(parser)
         if not any(a in HELP_FLAGS for a in argv) or getattr(parser, "_fairseq_mh_help", False):
-            return original(parser, input_args, *args, **kwargs)
+            return _remember(original(parser, input_args, *args, **kwargs))
         first_pass = parser.parse_known_args
         without_help = [a for a in argv if a not in HELP_FLAGS]
 

@@ -54,7 +54,7 @@ class Decoder:
 
     def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
             batch_size: int = 32, length_beam: int = 1, length_style: str = "top", trace: Optional[Path] = None,
-            progress=None, decode_progress=None) -> RunSummary:
+            progress=None, decode_progress=None, batching: str = "sentence", max_tokens: int = 32768) -> RunSummary:
         """Decodes ``sentences``; ``progress(done, total)`` is called after each batch and
         ``decode_progress`` (a ``progress.DecodeProgress``) reports inside batches."""
         from .generator import MHGenerator
@@ -69,7 +69,7 @@ class Decoder:
             tmp.close()
             trace = Path(tmp.name)
         gen = MHGenerator(self.task.target_dictionary, sampler_cfg, length_beam=length_beam, length_style=length_style,
-                          trace_path=str(trace), progress=decode_progress)
+                          trace_path=str(trace), progress=decode_progress, batching=batching, max_tokens=max_tokens)
         out: Dict[int, dict] = {}
         t0 = time.time()
         for start in range(0, len(ds), batch_size):

@@ -20,6 +20,7 @@ the token log-probabilities for mask-predict.
 
 from __future__ import annotations
 
+import array
 import logging
 import os
 import time
@@ -68,6 +69,7 @@ class MHGenerator:
         nbest: int = 1,
         max_tokens: int = 32768,
         max_memory: Optional[int] = None,
+        batching: str = "sentence",
         trace_path: Optional[str] = None,
         dump_path: Optional[str] = None,
         progress: Optional[DecodeProgress] = None,
@@ -80,6 +82,7 @@ class MHGenerator:
         self.nbest = nbest
         self.max_tokens = max_tokens
         self.max_memory = max_memory  # bytes of engine tensors; None: no bound; -1: auto
+        self.batching = batching  # --mh-batching: "sentence" calls hold one sentence's rows, "shared" many
         self.pad = tgt_dict.pad()
         self.symbols_to_strip_from_output = {tgt_dict.bos(), tgt_dict.eos()}
         # each batch's records reach the file whole, signals held back meanwhile (fairseq_mh.signals)
@@ -110,15 +113,18 @@ class MHGenerator:
         cand = length_candidates(lp, lens, self.length_beam, self.length_style, max_len=adapter.max_target_length)
         l = cand.size(1)
         tokens, free, decode = adapter.target_rows(cand.reshape(-1))
-        ids = sample["id"].cpu() if "id" in sample else self._content_ids(net_input["src_tokens"])
+        dev = tokens.device  # the model's: the engine runs there
+        ids = sample["id"] if "id" in sample else self._content_ids(net_input["src_tokens"])
+        ids = ids.to(dev)
         starts = Starts(
-            tokens=tokens.cpu(),
-            free=free.cpu(),
-            context=torch.arange(B).repeat_interleave(l),
-            keys=rng.chain_keys(self.cfg.seed, ids.repeat_interleave(l), torch.arange(l).repeat(B)),
-            decode=decode.cpu(),
+            tokens=tokens,
+            free=free,
+            context=torch.arange(B, device=dev).repeat_interleave(l),
+            keys=rng.chain_keys(self.cfg.seed, ids.repeat_interleave(l), torch.arange(l, device=dev).repeat(B)),
+            decode=decode,
         )
-        ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens)
+        ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens,
+                          group_by_context=self.batching == "sentence")
         self.progress.begin_batch(B, expected_rows(self.cfg, starts.free.sum(1).tolist()), ev)
         decoder = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed(), monitor=self.progress.update)
         per_start = [start_bytes(self.cfg, tokens.size(1), adapter.vocab_size)] * tokens.size(0)
@@ -155,8 +161,8 @@ class MHGenerator:
     def _content_ids(self, src_tokens):
         """Stand-in sentence ids for batches without any (fairseq-interactive): a checksum of
         the source tokens, so a sentence draws the same numbers wherever it appears."""
-        rows = [r[r.ne(self.pad)].cpu().numpy().astype("int64").tobytes() for r in src_tokens]
-        return torch.tensor([zlib.crc32(b) for b in rows], dtype=torch.long)
+        rows = [array.array("q", r[r.ne(self.pad)].tolist()).tobytes() for r in src_tokens]  # int64 bytes
+        return torch.tensor([zlib.crc32(b) for b in rows], dtype=torch.long, device=src_tokens.device)
 
     # ------------------------------------------------------------------
     def _candidates(self, res, chains):

@@ -19,7 +19,9 @@ from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, Co
 from .core.kinds import BLOCK_PROPOSALS
 from .core.refinement import CONFIDENCES, INITS, REMASK_COUNTS
 
-__all__ = ["MHDecodingConfig", "sampler_config", "validate_decoding_options"]
+BATCHING_MODES = ("shared", "sentence")
+
+__all__ = ["BATCHING_MODES", "MHDecodingConfig", "sampler_config", "validate_decoding_options"]
 
 _D = SamplerConfig()
 
@@ -162,6 +164,11 @@ class MHDecodingConfig(FairseqDataclass):
         default=None,
         metadata={"help": "decode only the sentences whose ids this file lists (one a line), under their ids in the "
                           "full split, so the output is the unsharded run's (cost-balanced shards)"},
+    )
+    mh_batching: ChoiceEnum(list(BATCHING_MODES)) = field(
+        default="shared",
+        metadata={"help": "model calls hold rows of many sentences (shared: fastest, equal up to float rounding) "
+                          "or of one sentence (sentence: bit-identical whatever the batch size, order or sharding)"},
     )
     # fairseq's own options the plug-in reads (passed explicitly, not through global state)
     seed: int = II("common.seed")

@@ -30,7 +30,8 @@ WRAPPERS = ["eval_wmt14_de_en.sh", "eval_wmt14_en_de.sh", "eval_wmt16_ro_en.sh",
 # two MH epochs of a warm chain: quick, translates the toy task well (BLEU > 80), and random
 # enough that another seed changes several hypotheses
 MH = ["--sampler", "mh", "--mh-epochs", "2", "--proposal-temperature", "2", "--target-temperature", "1.5",
-      "--anneal-rate", "0", "--min-target-temperature", "1.5", "--mh-select", "last"]
+      "--anneal-rate", "0", "--min-target-temperature", "1.5", "--mh-select", "last",
+      "--mh-batching", "sentence"]  # bit-identical whatever the sharding (shared calls: up to float rounding)
 
 
 def load_wmt_eval():

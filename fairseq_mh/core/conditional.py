@@ -115,7 +115,7 @@ class RowEvaluator:
                 out = logits.new_empty(int(counts.sum()), logits.size(-1))
             c = counts[rows]
             dest = torch.repeat_interleave(offsets[rows], c) + (
-                torch.arange(int(c.sum())) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
+                torch.arange(int(c.sum()), device=c.device) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
             )
             out[dest] = logits
         return out

@@ -24,8 +24,11 @@ ENERGIES = {"raw": RAW, "local": LOCAL}
 def energy_terms(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Per-position energy terms, shape [..., 2] (raw, local), in float64.
 
-    ``logits``: [..., V] masked-conditional logits; ``tokens``: [...] the token at each position.
+    ``logits``: [..., V] masked-conditional logits in any dtype (a bf16 or fp16 model's own);
+    they are upcast first, so the terms never carry the compute dtype's rounding twice.
+    ``tokens``: [...] the token at each position.
     """
-    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).to(torch.float64)
-    lse = torch.logsumexp(logits, dim=-1).to(torch.float64)
+    logits = logits.to(torch.float64)
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    lse = torch.logsumexp(logits, dim=-1)
     return torch.stack([-picked, lse - picked], dim=-1)

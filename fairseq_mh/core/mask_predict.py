@@ -43,17 +43,18 @@ class _Refiner:
 
     def __init__(self, evaluator, tokens, decode, context, mask, allowed, ref: Refinement, proposable=None):
         S, L = tokens.shape
+        dev = tokens.device
         self.ev, self.decode, self.context, self.mask, self.allowed, self.ref = (
             evaluator, decode, context, mask, allowed, ref)
         self.tok = tokens.clone()
         self.n_dec = decode.sum(1)
-        self.probs = torch.ones(S, L, dtype=torch.float32)
+        self.probs = torch.ones(S, L, dtype=torch.float32, device=dev)
         # summed logits: positions that are not decoded are never the least confident
-        self.summed = torch.full((S, L), math.inf, dtype=torch.float32)
+        self.summed = torch.full((S, L), math.inf, dtype=torch.float32, device=dev)
         self.summed[decode] = 0.0
-        self.rows = torch.zeros(S, dtype=torch.long)
+        self.rows = torch.zeros(S, dtype=torch.long, device=dev)
         self.proposable = proposable
-        self.active = torch.ones(S, dtype=torch.bool)
+        self.active = torch.ones(S, dtype=torch.bool, device=dev)
 
     def start(self, keys) -> None:
         """Fills the decoded positions (``init``): all masks and a first prediction, or random
@@ -64,7 +65,8 @@ class _Refiner:
             rand = random_tokens(keys, self.decode, self.proposable)
             self.tok[self.decode] = rand[self.decode]
             # below any prediction's probability (>= 1/V): random tokens are re-masked first
-            low = rng.uniform(keys[:, None], 0, 1, torch.arange(self.tok.size(1))[None, :], PURPOSE_INIT)
+            low = rng.uniform(keys[:, None], 0, 1, torch.arange(self.tok.size(1), device=self.tok.device)[None, :],
+                              PURPOSE_INIT)
             low = (low * 1e-7).float()
             self.probs[self.decode] = low[self.decode]
             self.summed[self.decode] = low[self.decode]
@@ -109,7 +111,7 @@ class _Refiner:
 
 
 def _rows_mask(positions: torch.Tensor, row_ids: torch.Tensor) -> torch.Tensor:
-    keep = torch.zeros(positions.size(0), 1, dtype=torch.bool)
+    keep = torch.zeros(positions.size(0), 1, dtype=torch.bool, device=positions.device)
     keep[row_ids] = True
     return keep
 
@@ -181,7 +183,7 @@ class MaskPredictDecoder:
         if len(runs) == 1:
             return runs[0]
         best = torch.stack([r.score for r in runs]).argmax(0)  # first maximum
-        ar = torch.arange(best.numel())
+        ar = torch.arange(best.numel(), device=best.device)
         pick = lambda name: torch.stack([getattr(r, name) for r in runs])[best, ar]  # noqa: E731
         return MaskPredictResult(pick("tokens"), pick("log_probs"), pick("score"), sum(r.rows for r in runs))
 

@@ -36,9 +36,10 @@ def shaped_log_probs(logits: torch.Tensor, shape: ProposalShape) -> torch.Tensor
 
     Order of operations: remove disallowed tokens, divide by the temperature, renormalise,
     keep the nucleus (ties broken by token id, so the result is deterministic), renormalise.
-    Tokens outside the support get -inf.
+    Tokens outside the support get -inf.  Computed in float64 from the upcast logits, whatever
+    the model's dtype, so that reduced-precision models shape the same way.
     """
-    x = logits
+    x = logits.to(torch.float64)
     if shape.allowed is not None:
         x = x.masked_fill(~shape.allowed.to(x.device), -math.inf)
     if shape.temperature != 1.0:

@@ -23,6 +23,8 @@ from typing import List, Tuple
 
 import torch
 
+from .encoder_bank import EncoderBank, Gathered, fixed_projections
+
 __all__ = ["ModelAdapter", "MaskPredictAdapter", "CMLMAdapter", "adapter_for", "length_candidates"]
 
 
@@ -104,36 +106,44 @@ class ModelAdapter:
             free &= ar > 0
         return tokens, free, (inside if self.decode_eos else free)
 
-    def _features(self, tokens, enc):
+    def _states(self, enc) -> torch.Tensor:
+        """Time-major encoder states [S, d] of one sentence's encoder output."""
+        raise NotImplementedError
+
+    def _kv(self, states: torch.Tensor):
+        """Cross-attention keys and values of every decoder layer for states [S, B, d]."""
+        raise NotImplementedError
+
+    def _features(self, tokens, g: Gathered):
+        """Decoder features [R, L, d] of rows ``tokens`` attending to ``g``."""
         raise NotImplementedError
 
     def _project(self, features):
         return self.model.decoder.output_layer(features)
-
-    def _reorder(self, enc, order):
-        return self.model.encoder.reorder_encoder_out(enc, order)
 
     # -- shared
     def special_symbols(self):
         return sorted({self.bos, self.pad, self.eos, self.unk, self.mask})
 
     def allowed(self) -> torch.Tensor:
-        a = torch.ones(self.vocab_size, dtype=torch.bool)
+        """Tokens the samplers may propose, on the model's device."""
+        a = torch.ones(self.vocab_size, dtype=torch.bool, device=self.model.decoder.embed_tokens.weight.device)
         a[self.special_symbols()] = False
         return a
 
-    def conditional(self, encs):
-        """The masked conditional for the engine: rows share the encoder output of their
-        sentence (``context`` indexes the batch) and only selected positions are projected.
-        The engine's evaluator sends the rows of one sentence per call."""
+    def conditional(self, encs, cache_kv: bool = True):
+        """The masked conditional for the engine: rows of any sentences of the batch
+        (``context`` indexes it) attend to their own sentence's encoder output, and only
+        selected positions are projected.  Logits come in the model's dtype.
+
+        With ``cache_kv`` every sentence's cross-attention keys and values are computed once
+        here and shared by all its rows and chains (``EncoderBank``); without, every row
+        projects them again (the reference the cached path is tested against)."""
+        bank = EncoderBank([self._states(e) for e in encs], self._kv if cache_kv else None)
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-            ctx = context.tolist()
-            if len(set(ctx)) != 1:
-                raise ValueError("rows of several sentences in one call: use RowEvaluator(group_by_context=True)")
-            e = self._reorder(encs[ctx[0]], torch.zeros(len(ctx), dtype=torch.long, device=tokens.device))
-            feats = self._features(tokens, e)
-            return self._project(feats[select]).float()
+            feats = self._features(tokens, bank.gather(context))
+            return self._project(feats[select])
 
         return fn
 
@@ -156,8 +166,15 @@ class MaskPredictAdapter(ModelAdapter):
         lp = enc["predicted_lengths"][0].float()
         return lp, torch.arange(lp.numel(), device=lp.device)
 
-    def _features(self, tokens, enc):
-        return self.model.decoder.extract_features(tokens, enc)
+    def _states(self, enc):
+        return enc["encoder_out"][:, 0]
+
+    def _kv(self, states):
+        return self.model.decoder.encoder_kv(states)
+
+    def _features(self, tokens, g):
+        enc = {"encoder_out": g.enc, "encoder_padding_mask": g.mask}
+        return self.model.decoder.extract_features(tokens, enc, encoder_kv=g.kv)
 
 
 class CMLMAdapter(ModelAdapter):
@@ -181,8 +198,21 @@ class CMLMAdapter(ModelAdapter):
             lengths = lengths - 128 + src_tokens.size(1)
         return lp, lengths
 
-    def _features(self, tokens, enc):
-        return self.model.decoder.extract_features(tokens, encoder_out=enc)[0]
+    def _states(self, enc):
+        return enc["encoder_out"][0][:, 0]
+
+    def _attentions(self):
+        return [layer.encoder_attn for layer in self.model.decoder.layers]
+
+    def _kv(self, states):
+        return [(a.k_proj(states), a.v_proj(states)) for a in self._attentions()]
+
+    def _features(self, tokens, g):
+        enc = {"encoder_out": [g.enc], "encoder_padding_mask": [g.mask]}
+        if g.kv is None:
+            return self.model.decoder.extract_features(tokens, encoder_out=enc)[0]
+        with fixed_projections(self._attentions(), g.kv):
+            return self.model.decoder.extract_features(tokens, encoder_out=enc)[0]
 
 
 def adapter_for(model, tgt_dict) -> ModelAdapter:

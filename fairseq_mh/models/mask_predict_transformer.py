@@ -28,7 +28,7 @@ used: their ``upgrade_state_dict_named`` hooks would split ``in_proj_*`` and ren
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -126,13 +126,20 @@ class FusedMultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, query: Tensor, key: Tensor, key_padding_mask: Optional[Tensor]) -> Tensor:
+    def key_value(self, key: Tensor) -> Tuple[Tensor, Tensor]:
+        """The keys and values [S, B, d] of ``key`` (what ``kv`` takes precomputed)."""
+        d = self.embed_dim
+        k, v = F.linear(key, self.in_proj_weight[d:], self.in_proj_bias[d:]).chunk(2, dim=-1)
+        return k, v
+
+    def forward(self, query: Tensor, key: Tensor, key_padding_mask: Optional[Tensor],
+                kv: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
         tgt_len, bsz, d = query.shape
-        if query is key:
+        if query is key and kv is None:
             q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         else:
             q = F.linear(query, self.in_proj_weight[:d], self.in_proj_bias[:d])
-            k, v = F.linear(key, self.in_proj_weight[d:], self.in_proj_bias[d:]).chunk(2, dim=-1)
+            k, v = self.key_value(key) if kv is None else kv
         q = q * self.scaling
         src_len = k.size(0)
         bh = bsz * self.num_heads
@@ -193,10 +200,11 @@ class DecoderLayer(nn.Module):
         self_padding_mask: Tensor,
         encoder_out: Tensor,
         encoder_padding_mask: Optional[Tensor],
+        encoder_kv: Optional[Tuple[Tensor, Tensor]] = None,
     ) -> Tensor:
         h = self.self_attn(x, x, self_padding_mask)
         x = self.self_attn_layer_norm(x + F.dropout(h, p=self.dropout, training=self.training))
-        h = self.encoder_attn(x, encoder_out, encoder_padding_mask)
+        h = self.encoder_attn(x, encoder_out, encoder_padding_mask, kv=encoder_kv)
         x = self.encoder_attn_layer_norm(x + F.dropout(h, p=self.dropout, training=self.training))
         h = F.dropout(gelu(self.fc1(x)), p=self.relu_dropout, training=self.training)
         h = F.dropout(self.fc2(h), p=self.dropout, training=self.training)
@@ -271,15 +279,22 @@ class MaskPredictDecoder(FairseqDecoder):
             nn.init.normal_(self.embed_out, mean=0.0, std=0.02)
         self.register_buffer("version", torch.Tensor([2]))
 
-    def extract_features(self, prev_output_tokens: Tensor, encoder_out: Dict[str, Tensor], **kwargs) -> Tensor:
-        """Final decoder states, batch-major [B, L, d]."""
+    def encoder_kv(self, encoder_states: Tensor) -> List[Tuple[Tensor, Tensor]]:
+        """Every layer's encoder-attention keys and values of time-major states [S, B, d]:
+        computed once per sentence, they can be passed to ``extract_features`` for all its rows."""
+        return [layer.encoder_attn.key_value(encoder_states) for layer in self.layers]
+
+    def extract_features(self, prev_output_tokens: Tensor, encoder_out: Dict[str, Tensor],
+                         encoder_kv: Optional[List[Tuple[Tensor, Tensor]]] = None, **kwargs) -> Tensor:
+        """Final decoder states, batch-major [B, L, d]; ``encoder_kv`` (from ``encoder_kv``,
+        one column per row) replaces the per-row projection of the encoder states."""
         padding_mask = prev_output_tokens.eq(self.padding_idx)
         x = self.embed_tokens(prev_output_tokens) + self.embed_positions(prev_output_tokens)
         x = F.dropout(x, p=self.dropout, training=self.training).transpose(0, 1)
         enc = encoder_out["encoder_out"]
         enc_mask = encoder_out.get("encoder_padding_mask")
-        for layer in self.layers:
-            x = layer(x, padding_mask, enc, enc_mask)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, padding_mask, enc, enc_mask, None if encoder_kv is None else encoder_kv[i])
         return x.transpose(0, 1)
 
     def output_layer(self, features: Tensor, **kwargs) -> Tensor:

@@ -8,7 +8,8 @@ from .. import data_check, empty_source, signals, weights
 from ..errors import UserError
 from ..options import parse_memory, validate_decoding_options
 
-logger = logging.getLogger("fairseq_mh.estimate")
+logger = logging.getLogger(__name__)
+estimate_logger = logging.getLogger("fairseq_mh.estimate")
 
 
 def model_arch(model_cfg) -> str:
@@ -66,6 +67,18 @@ def check_data_dir(cfg) -> None:
         f = os.path.join(paths[0], f"dict.{lang}.txt")
         if not os.path.isfile(f):
             raise UserError(f"dictionary '{f}' is missing: copy the model's dict.{lang}.txt into the data folder")
+
+
+def _apply_bf16(models) -> None:
+    """--bf16: the model computes in bfloat16, on CPU and GPU (fairseq-generate applies only
+    --fp16); the engine upcasts logits to float64 for energies and acceptance."""
+    import torch
+
+    from ..cli_parser import bf16_requested
+
+    if bf16_requested():
+        for m in models:
+            m.to(torch.bfloat16)
 
 
 class MHDecodingMixin:
@@ -139,7 +152,11 @@ class MHDecodingMixin:
         from ..progress import DecodeProgress, progress_mode
 
         cfg = self.cfg
-        estimate = self._estimate(models[0]) if len(models) == 1 else None
+        _apply_bf16(models)
+        estimate = self._estimate(models[0]) if len(models) == 1 else None  # the run's first line
+        if models:
+            logger.info("MH decoding: the model is computing in %s on %s", next(models[0].parameters()).dtype,
+                        next(models[0].parameters()).device)
         if cfg.mh_estimate:
             if estimate is None:
                 raise UserError("--mh-estimate needs a binarized test set to estimate (fairseq-mh-generate DATA "
@@ -156,6 +173,7 @@ class MHDecodingMixin:
             hypothesis_score=str(cfg.hypothesis_score),
             nbest=int(getattr(args, "nbest", 1) or 1),
             max_tokens=cfg.mh_max_tokens,
+            batching=str(getattr(cfg, "mh_batching", "sentence")),
             max_memory=parse_memory(cfg.mh_max_memory),
             trace_path=cfg.mh_trace,
             dump_path=cfg.mh_dump_samples,
@@ -174,5 +192,5 @@ class MHDecodingMixin:
         model.eval()
         est = estimate_run(model, self.target_dictionary, dataset, self.sampler_cfg, cfg.length_beam,
                            str(cfg.length_candidates), cfg.mh_max_tokens)
-        logger.info(est.line(self.sampler_cfg))
+        estimate_logger.info(est.line(self.sampler_cfg))
         return est

@@ -1,0 +1,379 @@
+"""How fast MH decoding runs, against the hardware's own matmul peak: one run, JSON + Markdown.
+
+    .venv/bin/python benchmarks/throughput.py [--shared ../shared] [--device cpu|cuda]
+        [--dtypes float32 bfloat16] [--standin DIR] [--out docs/results/throughput_cpu]
+
+For each model (the Multi30k CMLM of ../shared and the WMT-size stand-in of
+``benchmarks/standin_checkpoint.py``, built on demand into --standin) and dtype it measures:
+* matmul GFLOP/s at the model's shapes (rows x d by d x FFN, and back), the peak to compare with;
+* model rows/s in calls of 16 to 256 rows, with the analytic FLOPs of a row and the share of
+  that peak they reach;
+* MH and block-MH decoding: rows/s and sentences/s with today's path (one sentence per call,
+  every row projecting the encoder states again), ``--mh-batching sentence`` (with the
+  per-sentence key/value cache) and ``shared`` (rows of many sentences per call);
+* mask-predict sentences/s against fairseq's IterativeRefinementGenerator on the same sentences
+  (CMLM only), with the number of identical hypotheses;
+* peak memory (CUDA: allocated; CPU: the process's maximum RSS) and the conditional cache's size;
+* from the stand-in's rows/s, the wall time of a paper-scale WMT14 De-En MH run.
+A benchmark, not a test: about 10 minutes on 2 CPU cores.  Ratios are within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+WMT = dict(sentences=3003, length=30, epochs=33, chains=5, rows_per_epoch_factor=0.56)  # README's MH cost
+
+
+def sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, min_seconds=1.0, max_reps=50):
+    """Seconds per call of ``fn`` (one warm-up call, then repeated for at least ``min_seconds``)."""
+    fn()
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while reps < max_reps and (reps == 0 or time.perf_counter() - t0 < min_seconds):
+        fn()
+        reps += 1
+    sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def matmul_gflops(d, ffn, rows, dtype, device):
+    """GFLOP/s of [rows, d] @ [d, ffn] and [rows, ffn] @ [ffn, d] (a decoder FFN's two products)."""
+    import torch
+
+    a = torch.randn(rows, d, dtype=dtype, device=device)
+    w1 = torch.randn(d, ffn, dtype=dtype, device=device)
+    w2 = torch.randn(ffn, d, dtype=dtype, device=device)
+    s = timed(lambda: (a @ w1) @ w2, device)
+    return 4 * rows * d * ffn / s / 1e9
+
+
+def dims(model):
+    """(layers, d, ffn, vocab) of a loaded model of either family."""
+    dec = model.decoder
+    layer = dec.layers[0]
+    return len(dec.layers), layer.fc1.in_features, layer.fc1.out_features, dec.embed_tokens.weight.size(0)
+
+
+def row_flops(model, T, S, selected=1, cached=True):
+    """Analytic FLOPs of one decoder row of T positions over S source states (matmuls only)."""
+    n, d, f, v = dims(model)
+    per_layer = (2 * T * d * d * 4  # self-attention q, k, v, out
+                 + 2 * 2 * T * T * d  # its scores and weighted sum
+                 + 2 * T * d * d * 2  # cross-attention q, out
+                 + (0 if cached else 2 * S * d * d * 2)  # cross-attention k, v (cached: once per sentence)
+                 + 2 * 2 * T * S * d  # its scores and weighted sum
+                 + 2 * 2 * T * d * f)  # FFN
+    return n * per_layer + 2 * selected * d * v
+
+
+def model_rows(adapter, encs, T, R, device):
+    """Rows/s of calls of R masked rows of length T (one selected position each) of sentence 0."""
+    import torch
+
+    tokens, free, _ = adapter.target_rows(torch.full((R,), T, device=device))
+    g = torch.Generator(device="cpu").manual_seed(0)
+    fill = torch.randint(5, adapter.vocab_size, tokens.shape, generator=g).to(device)
+    tokens = torch.where(free, fill, tokens)
+    select = torch.zeros_like(free)
+    select[torch.arange(R, device=device), free.long().argmax(1)] = True
+    fn = adapter.conditional(encs)
+    ctx = torch.zeros(R, dtype=torch.long, device=device)
+    return R / timed(lambda: fn(tokens.masked_fill(select, adapter.mask), ctx, select), device)
+
+
+def decode(adapter, sample, cfg, batching, cache_kv, device, length=None, max_tokens=32768):
+    """One decode of a batch with the engine (one chain start per sentence: the model's most
+    probable length, or ``length`` for all); rows, calls, seconds and the cache's size."""
+    import torch
+
+    from fairseq_mh.core import RowEvaluator, Starts, build_decoder, rng
+    from fairseq_mh.models.adapters import length_candidates
+
+    t0 = time.perf_counter()
+    net_input = sample["net_input"]
+    B = net_input["src_tokens"].size(0)
+    encs = adapter.encode(net_input)
+    if length is None:
+        lp, lens = adapter.length_distribution(encs, net_input)
+        cand = length_candidates(lp, lens, 1, "top", max_len=adapter.max_target_length)
+    else:
+        cand = torch.full((B, 1), length, device=device)
+    tokens, free, dec = adapter.target_rows(cand.reshape(-1))
+    ids = sample["id"].to(device)
+    starts = Starts(tokens, free, torch.arange(B, device=device), rng.chain_keys(cfg.seed, ids), dec)
+    ev = RowEvaluator(adapter.conditional(encs, cache_kv=cache_kv), pad=adapter.pad, max_tokens=max_tokens,
+                      group_by_context=batching == "sentence")
+    res = build_decoder(cfg, ev, adapter.mask, adapter.allowed()).run(starts)
+    sync(device)
+    s = time.perf_counter() - t0
+    elem = next(adapter.model.parameters()).element_size()
+    cache_mb = res.tokens.size(0) * tokens.size(1) * adapter.vocab_size * elem / 2**20
+    return dict(rows=ev.rows, calls=ev.calls, seconds=s, rows_per_s=ev.rows / s, sentences_per_s=B / s,
+                rows_per_call=ev.rows / max(ev.calls, 1), cache_mb=cache_mb, tokens=res.tokens)
+
+
+MODES = {"today (one sentence per call, no K/V cache)": ("sentence", False),
+         "sentence (K/V cache)": ("sentence", True),
+         "shared (K/V cache)": ("shared", True)}
+
+
+def decode_table(adapter, sample, device, epochs, chains, length=None):
+    """MH and block-MH in every batching mode; the shared mode's tokens are compared with the
+    sentence mode's (equal up to float rounding)."""
+    from fairseq_mh.core import SamplerConfig
+
+    out = []
+    for sampler in ("mh", "block-mh"):
+        cfg = SamplerConfig(sampler=sampler, mh_epochs=epochs, num_chains=chains, block_size=4, seed=1)
+        tokens = {}
+        for mode, (batching, cached) in MODES.items():
+            r = decode(adapter, sample, cfg, batching, cached, device, length)
+            tokens[mode] = r.pop("tokens")
+            out.append(dict(sampler=sampler, mode=mode, **r))
+            print(f"  {sampler:8s} {mode:45s} {r['rows_per_s']:8.0f} rows/s  {r['rows_per_call']:6.0f} rows/call",
+                  flush=True)
+        same = (tokens["shared (K/V cache)"] == tokens["sentence (K/V cache)"]).all(1).float().mean().item()
+        out[-1]["chains_identical_to_sentence_mode"] = same
+    return out
+
+
+def mask_predict_vs_irg(dec, batches, device):
+    """Sentences/s of mask-predict (fairseq's settings, one length, shared calls) and of
+    fairseq's IterativeRefinementGenerator on the same batches; identical hypotheses."""
+    from fairseq.iterative_refinement_generator import IterativeRefinementGenerator
+
+    from fairseq_mh.core import SamplerConfig
+    from fairseq_mh.generator import MHGenerator
+
+    d = dec.task.target_dictionary
+    text = lambda t: d.string(t, extra_symbols_to_ignore={d.bos(), d.eos()})  # noqa: E731
+    cfg = SamplerConfig(sampler="mask-predict", decoding_iterations=10, mask_predict_min_remask=0)
+    res = {}
+    for name in ("fairseq IterativeRefinementGenerator", "fairseq_mh sentence", "fairseq_mh shared"):
+        if "Iterative" in name:
+            gen = IterativeRefinementGenerator(d, models=dec.models, max_iter=9, beam_size=1, adaptive=False)
+        else:
+            gen = MHGenerator(d, cfg, length_beam=1, length_style="around-argmax", batching=name.split()[-1])
+        t0, hyps = time.perf_counter(), []
+        for sample in batches:
+            hyps += [text(h[0]["tokens"]) for h in gen.generate(dec.models, sample)]
+        sync(device)
+        res[name] = dict(seconds=time.perf_counter() - t0, hyps=hyps)
+    ref = res["fairseq IterativeRefinementGenerator"]["hyps"]
+    n = len(ref)
+    return [dict(decoder=k, sentences=n, sentences_per_s=n / v["seconds"], seconds=v["seconds"],
+                 identical_to_irg=sum(a == b for a, b in zip(v["hyps"], ref))) for k, v in res.items()]
+
+
+def peak_memory_mb(device):
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_models(a, device):
+    """(name, Decoder, MH sample, fixed target length or None, mask-predict batches) per model."""
+    import torch
+
+    from fairseq_mh.evaluation import load_decoder
+
+    out = []
+    m30k = Path(a.shared) / "models" / "m30k-cmlm-e33"
+    data = Path(a.shared) / "data" / "multi30k" / "test_2016_flickr.de.gz"
+    if (m30k / "checkpoint.pt").is_file() and data.is_file():
+        dec = load_decoder(m30k / "checkpoint.pt", m30k, "translation_mh", "de", "en", m30k / "spm.model")
+        src = gzip.open(data, "rt", encoding="utf-8").read().splitlines()[: max(a.mp_sentences, a.m30k_sentences)]
+        toks = dec.encode(src)
+        ds = dec.task.build_dataset_for_inference(toks, [len(t) for t in toks])
+        batch = lambda lo, hi: ds.collater([ds[i] for i in range(lo, min(hi, len(ds)))])  # noqa: E731
+        mp = [batch(i, i + 25) for i in range(0, a.mp_sentences, 25)]
+        out.append(("Multi30k CMLM (m30k-cmlm-e33)", dec, batch(0, a.m30k_sentences), None, mp))
+    else:
+        print(f"note: {m30k} or {data} is missing: the Multi30k CMLM is skipped", flush=True)
+    from standin_checkpoint import build
+
+    ckpt = Path(a.standin) / "checkpoint_best.pt"
+    if not ckpt.is_file():
+        build(Path(a.standin))
+    dec = load_decoder(ckpt, Path(a.standin), "translation_self", "de", "en")
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(5, len(dec.task.source_dictionary), (a.standin_sentences, WMT["length"]), generator=g)
+    src[:, -1] = dec.task.source_dictionary.eos()
+    sample = {"id": torch.arange(a.standin_sentences),
+              "net_input": {"src_tokens": src, "src_lengths": torch.full((a.standin_sentences,), WMT["length"])}}
+    out.append(("WMT-size stand-in (Mask-Predict base, random weights)", dec, sample, WMT["length"], None))
+    return out
+
+
+def to_device(sample, device):
+    from fairseq import utils
+
+    return utils.apply_to_sample(lambda t: t.to(device), sample)
+
+
+def measure_model(a, name, dec, sample, length, mp_batches, dtype, device):
+    """Every measurement of one model in one dtype."""
+    import copy
+
+    import torch
+
+    from fairseq_mh.evaluation import Decoder
+    from fairseq_mh.models.adapters import adapter_for
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model = copy.deepcopy(dec.models[0]).to(device=device, dtype=dtype).eval()
+    d = Decoder(dec.task, [model], dec.spm)
+    adapter = adapter_for(model, dec.task.target_dictionary)
+    sample = to_device(sample, device)
+    n, dm, f, v = dims(model)
+    with torch.no_grad():
+        encs = adapter.encode({"src_tokens": sample["net_input"]["src_tokens"][:1],
+                               "src_lengths": sample["net_input"]["src_lengths"][:1]})
+        S = int(encs and adapter._states(encs[0]).size(0))
+        T = length or 16
+        peak = matmul_gflops(dm, f, 64 * T, dtype, device)
+        flops = row_flops(model, T, S)
+        rows = {R: model_rows(adapter, encs, T, R, device) for R in a.call_rows}
+        print(f"{name} {dtype}: matmul {peak:.0f} GFLOP/s; rows/s {rows}", flush=True)
+        skip = a.skip_standin_decode and length is not None
+        mh = [] if skip else decode_table(adapter, sample, device, a.epochs, a.chains, length)
+        mp = mask_predict_vs_irg(d, [to_device(b, device) for b in mp_batches], device) if mp_batches else []
+    return dict(model=name, dtype=str(dtype).replace("torch.", ""), layers=n, d=dm, ffn=f, vocab=v, T=T, S=S,
+                matmul_gflops=peak, row_flops=flops,
+                model_rows={str(R): dict(rows_per_s=r, share_of_peak=r * flops / (peak * 1e9)) for R, r in rows.items()},
+                decode=mh, mask_predict=mp, peak_memory_mb=peak_memory_mb(device))
+
+
+def paper_estimate(results):
+    """Hours of a paper-scale WMT14 De-En MH run at the stand-in's best MH rows/s, per dtype
+    (without its decodes: its model rows/s in the largest calls measured, which is what MH
+    reaches when 97% of its time is in model calls)."""
+    T = WMT["length"]
+    rows = WMT["sentences"] * WMT["epochs"] * WMT["chains"] * WMT["rows_per_epoch_factor"] * T * (T - 1)
+    out = []
+    for r in results:
+        if r["model"].startswith("WMT"):
+            mh = [x["rows_per_s"] for x in r["decode"] if x["sampler"] == "mh"]
+            best, source = ((max(mh), "MH decode") if mh else
+                            (max(x["rows_per_s"] for x in r["model_rows"].values()), "model calls"))
+            out.append(dict(dtype=r["dtype"], rows=rows, rows_per_s=best, source=source, hours=rows / best / 3600))
+    return out
+
+
+def markdown(report) -> str:
+    """The report as Markdown tables (the JSON beside it holds every number)."""
+    L = [f"# Throughput: MH decoding against the machine's matmul peak ({report['device']})", "",
+         f"Command: `{report['command']}`", "", f"{report['machine']}; torch {report['torch']}; "
+         f"{report['threads']} threads; MH runs: {report['epochs']} epoch(s), {report['chains']} chains, one length.",
+         "", "## Model calls", "",
+         "| model | dtype | matmul GFLOP/s | FLOPs/row (cached K/V) | rows/call | rows/s | share of peak |",
+         "|---|---|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        for R, x in r["model_rows"].items():
+            L.append(f"| {r['model']} | {r['dtype']} | {r['matmul_gflops']:.0f} | {r['row_flops'] / 1e6:.1f} M | {R} | "
+                     f"{x['rows_per_s']:.0f} | {100 * x['share_of_peak']:.0f}% |")
+    L += ["", f"Load average when the run ended: {report['load']}.", ""]
+    L += ["", "## MH decoding", "", "| model | dtype | sampler | mode | rows/s | sentences/s | rows/call | "
+          "x today | cache MB |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        for x in r["decode"]:
+            today = next(y for y in r["decode"] if y["sampler"] == x["sampler"] and y["mode"].startswith("today"))
+            L.append(f"| {r['model']} | {r['dtype']} | {x['sampler']} | {x['mode']} | {x['rows_per_s']:.0f} | "
+                     f"{x['sentences_per_s']:.3f} | {x['rows_per_call']:.0f} | "
+                     f"{x['rows_per_s'] / today['rows_per_s']:.2f} | {x['cache_mb']:.1f} |")
+    L += ["", "## Mask-predict against fairseq's IterativeRefinementGenerator", "",
+          "| model | dtype | decoder | sentences | sentences/s | identical to IRG |", "|---|---|---|---:|---:|---:|"]
+    for r in report["results"]:
+        for x in r["mask_predict"]:
+            L.append(f"| {r['model']} | {r['dtype']} | {x['decoder']} | {x['sentences']} | "
+                     f"{x['sentences_per_s']:.1f} | {x['identical_to_irg']} |")
+    L += ["", "## Peak memory", "", "| model | dtype | MB |", "|---|---|---:|"]
+    L += [f"| {r['model']} | {r['dtype']} | {r['peak_memory_mb']:.0f} |" for r in report["results"]]
+    L += ["", "## A paper-scale WMT14 De-En MH run, estimated", "",
+          f"{WMT['sentences']} sentences, T = {WMT['length']}, {WMT['epochs']} epochs, {WMT['chains']} chains, one "
+          f"length: {WMT['rows_per_epoch_factor']}·T(T-1) rows per chain and epoch, at the stand-in's best MH rows/s.",
+          "", "| dtype | rows | rows/s | from | hours |", "|---|---:|---:|---|---:|"]
+    L += [f"| {e['dtype']} | {e['rows']:.3g} | {e['rows_per_s']:.0f} | {e['source']} | {e['hours']:.0f} |"
+          for e in report["estimate"]]
+    return "\n".join(L) + "\n"
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
+                   help="default: float32 bfloat16 (and float16 on CUDA)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--m30k-sentences", type=int, default=16)
+    p.add_argument("--mp-sentences", type=int, default=200)
+    p.add_argument("--standin-sentences", type=int, default=4)
+    p.add_argument("--call-rows", type=int, nargs="+", default=[16, 64, 256])
+    p.add_argument("--skip-standin-decode", action="store_true",
+                   help="measure the stand-in's model calls only (its decodes take minutes on a CPU)")
+    p.add_argument("--standin", default=str(REPO / "work" / "standin"), help="where the stand-in is built")
+    p.add_argument("--out", default=None, help="output stem (default docs/results/throughput_DEVICE)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    a = parse(argv)
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    import torch
+
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("throughput.py: error: --device cuda but torch sees no GPU", file=sys.stderr)
+        return 2
+    torch.set_num_threads(a.threads)
+    dtypes = a.dtypes or (["float32", "bfloat16"] + (["float16"] if device.type == "cuda" else []))
+    results = []
+    for name, dec, sample, length, mp in load_models(a, device):
+        for dt in dtypes:
+            results.append(measure_model(a, name, dec, sample, length, mp, getattr(torch, DTYPES[dt]), device))
+    cmd = shlex.join(["python", "benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    report = dict(command=cmd, device=device.type, machine=machine, torch=torch.__version__, threads=a.threads,
+                  epochs=a.epochs, chains=a.chains, load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results))
+    stem = Path(a.out or REPO / "docs" / "results" / f"throughput_{device.type}")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
