@@ -158,7 +158,7 @@ class MHDecodingConfig(FairseqDataclass):
     mh_progress_interval: float = field(
         default=10.0,
         metadata={"help": "seconds between progress lines inside a batch when stderr is not a terminal "
-                          "(a terminal gets a bar refreshed every second; --no-progress-bar silences both)"},
+                          "(a terminal gets a bar refreshed every second; fairseq's no-progress-bar option silences both)"},
     )
     mh_sentences: Optional[str] = field(
         default=None,

@@ -85,7 +85,7 @@ def _generate(model, *extra, check=True):
 
 
 def test_the_cli_decodes_identically_under_a_tiny_budget(tiny_cmlm, tmp_path):
-    args = ["--sampler", "block-mh", "--mh-epochs", "2", "--block-size", "3"]
+    args = ["--sampler", "block-mh", "--mh-epochs", "2", "--block-size", "3", "--mh-batching", "sentence"]
     free = _generate(tiny_cmlm, *args, "--mh-max-memory", "none", "--mh-trace", tmp_path / "a.jsonl")
     tight = _generate(tiny_cmlm, *args, "--mh-max-memory", "1K", "--mh-trace", tmp_path / "b.jsonl")
     assert free.returncode == tight.returncode == 0, tight.stderr[-2000:]

@@ -8,6 +8,7 @@ is refused in one line, never a traceback.
 """
 
 import contextlib
+import dataclasses
 import io
 import math
 from datetime import timedelta
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 import fairseq_mh  # noqa: F401  (registers the plug-in)
 from fairseq import options
-from fairseq_mh.core import ChainSampler, ConfigError, RowEvaluator
+from fairseq_mh.core import ConfigError, RowEvaluator, build_decoder
 from fairseq_mh.errors import UserError
 from fairseq_mh.options import sampler_config, validate_decoding_options
 from fairseq_mh.preflight import check_nbest
@@ -74,13 +75,13 @@ def _parse(argv):
 
 def _decodes(args) -> None:
     """An accepted config runs on a toy network and gives well-formed outputs."""
-    cfg = sampler_config(args, seed=3)
-    cfg.mh_epochs = min(cfg.mh_epochs, 6)
-    cfg.burn_in = min(cfg.burn_in, cfg.mh_epochs - 1)
+    cfg = sampler_config(args)
+    epochs = min(cfg.mh_epochs, 6)
+    cfg = dataclasses.replace(cfg, seed=3, mh_epochs=epochs, burn_in=min(cfg.burn_in, epochs - 1), report_energy=True)
     ev = RowEvaluator(CountingNet(vocab=9, length=7, seed=4), pad=PAD, max_tokens=args.mh_max_tokens)
-    res = ChainSampler(cfg.validate(), ev, MASK, allowed_vector(9)).run(make_starts([7, 4], [0, 1]))
-    assert res.tokens.size(0) == 2 * (cfg.num_chains if cfg.is_chain else 1)
-    if cfg.is_chain:  # chains never propose <mask> (mask-predict argmaxes the full vocabulary, as the original)
+    res = build_decoder(cfg, ev, MASK, allowed_vector(9)).run(make_starts([7, 4], [0, 1]))
+    assert res.tokens.size(0) == 2 * (cfg.num_chains if cfg.kind.is_chain else 1)
+    if cfg.kind.is_chain:  # chains never propose <mask> (mask-predict argmaxes the full vocabulary, as the original)
         assert not bool(res.tokens.eq(MASK).any())
     assert bool(torch.isfinite(res.energy).all())
 
