@@ -3,7 +3,8 @@ generator and read by everything else (evaluation, the experiment runner, aggreg
 
 A trace holds one ``TraceRecord`` per (sentence, length candidate, chain, epoch), plus, for
 chain samplers, one ``record='start'`` record per (sentence, length candidate) with the
-warm-start state (``chain`` and ``epoch`` -1).  Records are JSON lines whose keys are the
+warm-start state (``chain`` and ``epoch`` -1; with dispersed starts, ``--warm-start random``
+or ``mixed``, one per chain, ``chain`` its index).  Records are JSON lines whose keys are the
 field names; a file written by an older version lacking a field is refused with one line.
 """
 
@@ -60,15 +61,17 @@ def trace_records(res, ids, lengths, per_sentence: int, sampler: str, target: st
     and epoch.  Start s is sentence ``ids[s // per_sentence]``, length rank s % per_sentence."""
     out = []
     if res.start_tokens is not None:
-        for s in range(res.start_tokens.size(0)):
+        k = res.chains_per_start if res.start_per_chain else 1  # start records per start
+        for i in range(res.start_tokens.size(0)):
+            s = i // k
             b, j = divmod(s, per_sentence)
-            e = res.start_energy[s]
+            e = res.start_energy[i]
             out.append(TraceRecord(
-                id=int(ids[b]), length=int(lengths[s]), length_rank=j, chain=-1, epoch=-1, sampler=sampler,
-                target_energy=target, energy_raw=float(e[0]), energy_local=float(e[1]), proposals=0,
-                acceptance=None, novel=None, rows=int(res.start_rows[s]), report_rows=0, target_temperature=None,
+                id=int(ids[b]), length=int(lengths[s]), length_rank=j, chain=i % k if k > 1 else -1, epoch=-1,
+                sampler=sampler, target_energy=target, energy_raw=float(e[0]), energy_local=float(e[1]), proposals=0,
+                acceptance=None, novel=None, rows=int(res.start_rows[i]), report_rows=0, target_temperature=None,
                 block_size=None, burn_in=True, n_free=int(res.n_free[s * res.chains_per_start]), record="start",
-                text=text(res.start_tokens[s])))
+                text=text(res.start_tokens[i])))
     st = res.stats
     chain_index = res.chain_index.tolist()
     for c, s in enumerate(res.start.tolist()):
