@@ -6,20 +6,26 @@ chain samplers, one ``record='start'`` record per (sentence, length candidate) w
 warm-start state (``chain`` and ``epoch`` -1; with dispersed starts, ``--warm-start random``
 or ``mixed``, one per chain, ``chain`` its index).  Records are JSON lines whose keys are the
 field names; a file written by an older version lacking a field is refused with one line.
+
+Chain samplers with enough post-burn-in draws also write one ``DiagnosticsRecord``
+(``record='diagnostics'``) per (sentence, length candidate, energy): the convergence
+diagnostics across its chains (``fairseq_mh.diagnostics``).  Strict JSON has no infinity, so
+an infinite R-hat (no chain moved: no evidence of mixing) is written as the string ``"inf"``;
+``read_diagnostics`` gives it back as ``float('inf')``.  ``read_trace`` skips these records.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 
 from .errors import UserError
 
-__all__ = ["TraceRecord", "SampleRecord", "trace_records", "sample_records", "write_records", "read_trace",
-           "read_samples", "proposal_rates"]
+__all__ = ["TraceRecord", "SampleRecord", "DiagnosticsRecord", "trace_records", "sample_records", "write_records",
+           "read_trace", "read_samples", "read_diagnostics", "proposal_rates"]
 
 
 @dataclass
@@ -53,6 +59,27 @@ class SampleRecord:
     chain: int
     epoch: int
     tokens: str
+
+
+@dataclass
+class DiagnosticsRecord:
+    id: int
+    length: int
+    length_rank: int
+    series: str  # the energy traced: "raw" or "local"
+    target: bool  # whether it is the run's target energy
+    rhat: Union[float, str]  # rank-normalised split R-hat; "inf" where no chain moved
+    ess_bulk: float
+    ess_tail: float
+    chains: int
+    draws: int  # post-burn-in draws per chain
+    stuck_chains: int  # chains whose trace never changed
+    record: str = "diagnostics"
+
+
+def encode_rhat(value: float) -> Union[float, str]:
+    """R-hat as JSON allows it: a number, or "inf"."""
+    return "inf" if value == float("inf") else float(value)
 
 
 def trace_records(res, ids, lengths, per_sentence: int, sampler: str, target: str,
@@ -108,7 +135,7 @@ def write_records(f, records: Iterable) -> None:
     f.flush()
 
 
-def _read(path, cls):
+def _read(path, cls, kind: Callable[[dict], bool]):
     names = {f.name for f in fields(cls)}
     required = {f.name for f in fields(cls) if f.default is MISSING}
     out = []
@@ -121,6 +148,8 @@ def _read(path, cls):
             except json.JSONDecodeError:
                 raise UserError(f"{path}, line {n}: not a JSON record (a cut-off write?): "
                                 f"decode again to rewrite the file") from None
+            if not kind(d):
+                continue
             missing = required - d.keys()
             if missing:
                 raise UserError(f"{path}, line {n}: the record lacks {', '.join(sorted(missing))}: the file was "
@@ -130,13 +159,21 @@ def _read(path, cls):
 
 
 def read_trace(path) -> List[TraceRecord]:
-    """The records of an ``--mh-trace`` file."""
-    return _read(path, TraceRecord)
+    """The start and epoch records of an ``--mh-trace`` file."""
+    return _read(path, TraceRecord, lambda d: d.get("record") != "diagnostics")
+
+
+def read_diagnostics(path) -> List[DiagnosticsRecord]:
+    """The diagnostics records of an ``--mh-trace`` file (R-hat as a float, +inf included)."""
+    out = _read(path, DiagnosticsRecord, lambda d: d.get("record") == "diagnostics")
+    for r in out:
+        r.rhat = float(r.rhat)
+    return out
 
 
 def read_samples(path) -> List[SampleRecord]:
     """The records of an ``--mh-dump-samples`` file."""
-    return _read(path, SampleRecord)
+    return _read(path, SampleRecord, lambda d: True)
 
 
 def proposal_rates(records: Iterable[TraceRecord]) -> Tuple[int, Optional[float], Optional[float]]:
