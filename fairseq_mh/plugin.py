@@ -83,7 +83,9 @@ def _guarded(original, is_interactive: bool):
 
         from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-        from . import interactive_input, preflight, signals
+        import sys
+
+        from . import diagnostics, interactive_input, output_text, preflight, signals
 
         if isinstance(cfg, Namespace):
             cfg = convert_namespace_to_omegaconf(cfg)
@@ -93,8 +95,12 @@ def _guarded(original, is_interactive: bool):
         outputs = [f for _, f in preflight.output_files(cfg, results=not is_interactive)]
         run = (lambda c: interactive_input.run(original, c)) if is_interactive else original
         prog = (__import__("sys").argv[0] or "fairseq-mh").rsplit("/", 1)[-1]
+        output_text.configure(cfg)  # MBR compares the text the run prints
         with preflight.removed_on_error(outputs):
-            return signals.guard(run, cfg, prog, outputs)
+            result = signals.guard(run, cfg, prog, outputs)
+        for line in diagnostics.summary_lines():  # the run ends with its convergence summary
+            print(line, file=sys.stderr, flush=True)
+        return result
 
     main._fairseq_mh = True
     return main

@@ -126,6 +126,7 @@ class MHDecodingMixin:
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
         from ..generator import MHGenerator
+        from ..output_text import text_function
 
         cfg = self.cfg
         nbest = int(getattr(args, "nbest", 1) or 1)
@@ -139,4 +140,5 @@ class MHDecodingMixin:
             max_tokens=cfg.mh_max_tokens,
             trace_path=cfg.mh_trace,
             dump_path=cfg.mh_dump_samples,
+            output_text=text_function(self, self.target_dictionary),
         )
