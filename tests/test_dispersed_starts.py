@@ -8,26 +8,16 @@ within the sampling bound.  Chains leaving random starts follow the exact law of
 started from the uniform law, and reach the target.
 """
 
+import pytest
 import torch
 
 from fairseq_mh.core import MHKernel, ProposalShape, RowEvaluator, SamplerConfig, Starts, build_decoder, rng
-from fairseq_mh.core.exact import SmallSpace, target_distribution, total_variation
+from fairseq_mh.core.exact import target_distribution, total_variation
 from fairseq_mh.core.proposals import shaped_log_probs
 from fairseq_mh.core.starts import MIXED_CYCLE
-from test_engine_exact import ALPHABET, FREE, TEMPLATE, VOCAB, _sampling_bound
-from toy_models import BOS, EOS, MASK, PAD, TinyNet, allowed_vector
-
-import pytest
-
-
-@pytest.fixture(scope="module")
-def net():
-    return TinyNet(vocab=VOCAB, length=len(TEMPLATE), seed=3, scale=1.0)
-
-
-@pytest.fixture(scope="module")
-def space(net):
-    return SmallSpace(net, TEMPLATE, FREE, ALPHABET, MASK)
+from test_engine_exact import net, space  # noqa: F401  (fixtures)
+from test_engine_exact import FREE, TEMPLATE, VOCAB, _sampling_bound
+from toy_models import MASK, PAD, allowed_vector
 
 
 def run(net, cfg, sentences=(0,), contexts=None):

@@ -18,29 +18,14 @@ from fairseq_mh.core import MHKernel, ProposalShape, SamplerConfig
 from fairseq_mh.core.config import ConfigError, block_size
 from fairseq_mh.core.energy import ENERGIES
 from fairseq_mh.core.exact import (
-    SmallSpace, product_kernel, product_target, swap_kernel, target_distribution, total_variation,
+    product_kernel, product_target, swap_kernel, target_distribution, total_variation,
 )
 from fairseq_mh.core.tempering import swap_pairs
-from test_engine_exact import A, ALPHABET, B, FREE, TEMPLATE, VOCAB, _run_chains, _sampling_bound, paper_table
-from toy_models import BOS, EOS, MASK, TableConditional, TinyNet, allowed_vector
+from test_engine_exact import net, paper_space, space  # noqa: F401  (fixtures)
+from test_engine_exact import A, B, FREE, TEMPLATE, VOCAB, _run_chains, _sampling_bound
+from toy_models import BOS, EOS, MASK, allowed_vector
 
 SHAPE = ProposalShape(1.0, 1.0, allowed_vector(VOCAB))
-
-
-@pytest.fixture(scope="module")
-def net():
-    return TinyNet(vocab=VOCAB, length=len(TEMPLATE), seed=3, scale=1.0)
-
-
-@pytest.fixture(scope="module")
-def space(net):
-    return SmallSpace(net, TEMPLATE, FREE, ALPHABET, MASK)
-
-
-@pytest.fixture(scope="module")
-def paper_space():
-    table = TableConditional(VOCAB, paper_table)
-    return table, SmallSpace(table, [MASK, MASK], [True, True], (A, B), MASK)
 
 
 def joint_epoch(sp, ladder, tau, epoch, energy="raw", block=1, kernels=None):
