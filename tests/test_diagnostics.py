@@ -30,7 +30,7 @@ import scipy.stats
 import torch
 import xarray
 
-from fairseq_mh.core import ChainSampler, ProposalShape, RowEvaluator, SamplerConfig, Starts, rng
+from fairseq_mh.core import ChainSampler, MHKernel, ProposalShape, RowEvaluator, SamplerConfig, Starts, rng
 from fairseq_mh.core.diagnostics import (
     TAIL_PROB, CorpusSummary, GroupDiagnostics, chain_traces, diagnose, diagnose_series, summarize,
 )
@@ -223,7 +223,7 @@ def target():
     net = TinyNet(vocab=VOCAB, length=len(TEMPLATE), seed=28, scale=10.0)
     space = SmallSpace(net, TEMPLATE, FREE, ALPHABET, MASK)
     pi = target_distribution(space.energy[:, 0], 1.0)
-    kernel = space.epoch_kernel(1, "random", ProposalShape(1.0, 1.0, allowed_vector(VOCAB)), 0, 1.0)
+    kernel = space.epoch_kernel(1, "random", ProposalShape(1.0, 1.0, allowed_vector(VOCAB)), 0, 1.0, MHKernel)
     return net, space, pi, kernel
 
 
