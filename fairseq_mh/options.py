@@ -28,7 +28,8 @@ _D = SamplerConfig()
 class MHDecodingConfig(FairseqDataclass):
     sampler: ChoiceEnum(list(SAMPLERS)) = field(
         default=_D.sampler,
-        metadata={"help": "decoding algorithm: the mask-predict baseline, degenerate (block) Gibbs, or (block) MH"},
+        metadata={"help": "decoding algorithm: the mask-predict baseline, degenerate (block) Gibbs, (block) MH, or "
+                          "parallel tempering of (block) MH replicas"},
     )
     energy: ChoiceEnum(list(ENERGY_NAMES)) = field(
         default=_D.energy,
@@ -65,7 +66,7 @@ class MHDecodingConfig(FairseqDataclass):
     )
     mbr_utility: ChoiceEnum(list(MBR_UTILITIES)) = field(
         default=_D.mbr_utility,
-        metadata={"help": "--mh-select mbr: the utility, sacreBLEU's sentence BLEU or chrF on the printed text"},
+        metadata={"help": "utility of MBR selection (mh-select mbr): sacreBLEU sentence BLEU or chrF on the printed text"},
     )
     warm_start: ChoiceEnum([w for w in WARM_STARTS if w != "given"]) = field(
         default=_D.warm_start,
