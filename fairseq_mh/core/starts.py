@@ -126,12 +126,12 @@ def _proposal(cfg, ev, mask, shape, starts, st, sel):
     logits = ev(rows[has], starts.context[has], select[has])  # [free positions of the starts, V]
     out_rows[has] = 1
     lq = shaped_log_probs(logits, shape)
-    slot = torch.full(starts.free.shape, -1, dtype=torch.long)
-    slot[select & has[:, None]] = torch.arange(logits.size(0))
-    s_of = (sel // cfg.num_chains).cpu()
-    c_i, t_i = st.free[sel].cpu().nonzero(as_tuple=True)
-    u = _uniforms(st, sel, 1)[c_i.to(sel.device), t_i.to(sel.device)]
-    tokens[c_i, t_i] = sample_from_log_probs(lq[slot[s_of[c_i], t_i]], u).to(tokens.dtype)
+    slot = torch.full(starts.free.shape, -1, dtype=torch.long, device=sel.device)
+    slot[select & has[:, None]] = torch.arange(logits.size(0), device=sel.device)
+    c_i, t_i = st.free[sel].nonzero(as_tuple=True)
+    u = _uniforms(st, sel, 1)[c_i, t_i]
+    rows_of = slot[(sel // cfg.num_chains)[c_i], t_i].to(lq.device)  # each draw's row of lq
+    tokens[c_i, t_i] = sample_from_log_probs(lq[rows_of], u.to(lq.device)).to(tokens)
     return tokens, out_rows
 
 
