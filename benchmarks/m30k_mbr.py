@@ -12,7 +12,6 @@ per sentence, model rows, sampling seconds and MBR's extra seconds.  A benchmark
 """
 
 import argparse
-import gzip
 import logging
 import os
 import shlex
@@ -70,23 +69,21 @@ def main(argv=None):
     p.add_argument("--no-baseline", action="store_true", help="skip mask-predict")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_mbr.md"))
     a = p.parse_args(argv)
-    model = Path(a.shared) / "models" / "m30k-cmlm-e33"
-    data = Path(a.shared) / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
-        print(f"error: {model} or {data} is missing: pass --shared", file=sys.stderr)
-        return 2
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     import sacrebleu
     import torch
 
     from fairseq_mh.core.config import SamplerConfig
-    from fairseq_mh.evaluation import load_decoder
+    from fairseq_mh.errors import UserError
+    from fairseq_mh.evaluation import multi30k_test
 
     torch.set_num_threads(2)
-    src = gzip.open(data / "test_2016_flickr.de.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    try:
+        dec, src, ref = multi30k_test(a.shared, "m30k-cmlm-e33", a.n)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     lines = ["| decoder | BLEU (MBR) | BLEU (best energy) | samples / sentence | distinct / sentence | model rows "
              "| sampling s | MBR extra s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     if not a.no_baseline:

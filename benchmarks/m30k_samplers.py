@@ -10,7 +10,6 @@ A benchmark, not a test: it takes tens of minutes on 2 CPU cores.
 """
 
 import argparse
-import gzip
 import logging
 import os
 import shlex
@@ -57,23 +56,20 @@ def main(argv=None):
                    help="run only this setting (repeat for several; names as in the table)")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_samplers.md"))
     a = p.parse_args(argv)
-    shared = Path(a.shared)
-    model = shared / "models" / "m30k-cmlm"
-    data = shared / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
-        print(f"error: {model} or {data} is missing: pass --shared", file=sys.stderr)
-        return 2
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     from fairseq_mh.core.config import SamplerConfig
-    from fairseq_mh.evaluation import load_decoder, markdown_table
+    from fairseq_mh.errors import UserError
+    from fairseq_mh.evaluation import markdown_table, multi30k_test
 
     torch.set_num_threads(2)
-    src = gzip.open(data / "test_2016_flickr.de.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    ref = gzip.open(data / "test_2016_flickr.en.gz", "rt", encoding="utf-8").read().splitlines()[: a.n]
-    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    try:
+        dec, src, ref = multi30k_test(a.shared, "m30k-cmlm", a.n)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = []
     wanted = set(a.only) if a.only else None
     unknown = sorted(wanted - set(settings(a))) if wanted else []

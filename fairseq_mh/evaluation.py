@@ -157,3 +157,21 @@ def markdown_table(rows: List[dict]) -> str:
         lines.append(f"| {r['decoder']} | {r['BLEU']:.2f} | {r['E_raw']:.2f} | {r['E_local']:.2f} | "
                      f"{fmt(r['acceptance'], '.3f')} | {fmt(r['novel'], '.3f')} | {r['rows']} | {r['seconds']:.1f} |")
     return "\n".join(lines)
+
+
+def multi30k_test(shared, model_name: str, n: int):
+    """(the loaded model ``model_name``, the first n German sources, their English references)
+    of Multi30k test_2016_flickr in ``shared`` (../shared); UserError naming what is missing."""
+    import gzip
+
+    from .errors import UserError
+
+    model, data = Path(shared) / "models" / model_name, Path(shared) / "data" / "multi30k"
+    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
+        raise UserError(f"{model} or {data} is missing: pass --shared")
+
+    def lines(lang):
+        return gzip.open(data / f"test_2016_flickr.{lang}.gz", "rt", encoding="utf-8").read().splitlines()[:n]
+
+    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    return dec, lines("de"), lines("en")
