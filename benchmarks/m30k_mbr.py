@@ -41,17 +41,19 @@ def both_selections():
     made = []
 
     class Both(MHGenerator):
-        best_energy: dict = {}
+        def generate(self, models, sample, **kwargs):
+            self.batch_ids = sample["id"].tolist()  # batches come sorted by length, not by id
+            return super().generate(models, sample, **kwargs)
 
         def _hypotheses(self, res, b, l):
             mbr, self.mbr = self.mbr, None
-            self.best_energy.setdefault("rows", []).append(super()._hypotheses(res, b, l)[0]["tokens"])
+            self.best_energy[self.batch_ids[b]] = super()._hypotheses(res, b, l)[0]["tokens"]
             self.mbr = mbr
             return super()._hypotheses(res, b, l)
 
     def factory(*args, **kwargs):
-        Both.best_energy = {}
         made.append(Both(*args, **kwargs))
+        made[-1].best_energy = {}
         return made[-1]
 
     return factory, made
@@ -100,7 +102,7 @@ def main(argv=None):
         run = dec.run(name, SamplerConfig(**opts), src, ref, batch_size=25, length_beam=a.length_beam,
                       generator_cls=factory)
         gen = made[-1]
-        best = [dec.decode_tokens(t) for t in gen.best_energy["rows"]]
+        best = [dec.decode_tokens(gen.best_energy[i]) for i in range(len(src))]
         bleu_best = sacrebleu.corpus_bleu(best, [ref]).score
         n = len(src)
         lines.append(f"| {name}, {a.chains} chains, length beam {a.length_beam} | {run.bleu:.2f} | {bleu_best:.2f} "
