@@ -21,3 +21,14 @@ else:
     from .plugin import register
 
     register()
+
+__all__ = ["MHTranslator"]
+
+
+def __getattr__(name):
+    """``MHTranslator`` (``fairseq_mh.hub``), imported on first use."""
+    if name == "MHTranslator":
+        from .hub import MHTranslator
+
+        return MHTranslator
+    raise AttributeError(f"module 'fairseq_mh' has no attribute {name!r}")

@@ -49,35 +49,52 @@ class Decoder:
         return [d.encode_line(p, add_if_not_exist=False, append_eos=True).long() for p in pieces]
 
     def decode_tokens(self, tokens) -> str:
-        text = self.task.target_dictionary.string(tokens, extra_symbols_to_ignore={self.task.target_dictionary.eos()})
+        """The detokenized text of a hypothesis or a sample (pad, <s>, </s> dropped)."""
+        d = self.task.target_dictionary
+        text = d.string(tokens[tokens.ne(d.pad())], extra_symbols_to_ignore={d.bos(), d.eos()})
+        return self.detokenize(text)
+
+    def detokenize(self, text: str) -> str:
+        """Dictionary tokens as text (``Dictionary.string``'s output) -> the detokenized text."""
         return self.spm.decode(text.split()) if self.spm else text
+
+    def generator(self, sampler_cfg, generator_cls=None, **options):
+        """An MHGenerator for this model whose MBR compares detokenized text (``decode_tokens``)."""
+        from .generator import MHGenerator
+
+        return (generator_cls or MHGenerator)(self.task.target_dictionary, sampler_cfg,
+                                              output_text=self.decode_tokens, **options)
+
+    def hypotheses(self, gen, sentences: List[str], batch_size: int = 32, progress=None) -> Dict[int, list]:
+        """{index: nbest hypotheses} of ``sentences`` decoded by ``gen``, batch by batch."""
+        toks = self.encode(sentences)
+        ds = self.task.build_dataset_for_inference(toks, [len(t) for t in toks])
+        out: Dict[int, list] = {}
+        for start in range(0, len(ds), batch_size):
+            sample = ds.collater([ds[i] for i in range(start, min(start + batch_size, len(ds)))])
+            for i, h in zip(sample["id"].tolist(), gen.generate(self.models, sample)):
+                out[i] = h
+            if progress:
+                progress(len(out), len(ds))
+        return out
 
     def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
             batch_size: int = 32, length_beam: int = 1, length_style: str = "top", trace: Optional[Path] = None,
-            progress=None, decode_progress=None, batching: str = "sentence", max_tokens: int = 32768) -> RunSummary:
+            progress=None, decode_progress=None, batching: str = "sentence", max_tokens: int = 32768,
+            generator_cls=None) -> RunSummary:
         """Decodes ``sentences``; ``progress(done, total)`` is called after each batch and
         ``decode_progress`` (a ``progress.DecodeProgress``) reports inside batches."""
-        from .generator import MHGenerator
-
         import sacrebleu
 
-        toks = self.encode(sentences)
-        ds = self.task.build_dataset_for_inference(toks, [len(t) for t in toks])
         own_trace = trace is None
         if own_trace:
             tmp = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
             tmp.close()
             trace = Path(tmp.name)
-        gen = MHGenerator(self.task.target_dictionary, sampler_cfg, length_beam=length_beam, length_style=length_style,
-                          trace_path=str(trace), progress=decode_progress, batching=batching, max_tokens=max_tokens)
-        out: Dict[int, dict] = {}
+        gen = self.generator(sampler_cfg, generator_cls, length_beam=length_beam, length_style=length_style,
+                             trace_path=str(trace), progress=decode_progress, batching=batching, max_tokens=max_tokens)
         t0 = time.time()
-        for start in range(0, len(ds), batch_size):
-            sample = ds.collater([ds[i] for i in range(start, min(start + batch_size, len(ds)))])
-            for i, h in zip(sample["id"].tolist(), gen.generate(self.models, sample)):
-                out[i] = h[0]
-            if progress:
-                progress(len(out), len(ds))
+        out = {i: h[0] for i, h in self.hypotheses(gen, sentences, batch_size, progress).items()}
         seconds = time.time() - t0
         gen.close()
         recs = read_trace(trace)

@@ -7,7 +7,8 @@ How length candidates and chains combine:
   state (computed once);
 * each chain outputs its lowest-energy post-burn-in state or its last state
   (``--mh-select``); with ``--nbest`` > 1 and ``best``, every post-burn-in sample is a
-  candidate;
+  candidate; with ``mbr``, every post-burn-in sample of the sentence is, ranked by its
+  expected utility against the others (``mbr_output``) instead of the rule below;
 * candidates of all lengths and chains are ranked by ``--hypothesis-score``: minus the
   target energy per free position (``mean-energy``, default: energies grow with length, so
   totals would favour short outputs) or minus the total (``energy``); the ``--nbest`` best
@@ -33,7 +34,9 @@ from .core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
 from .core.budget import plan_groups, run_in_groups, start_bytes
 from .core.cost import expected_rows
 from .core.energy import ENERGIES
+from .diagnostics import Convergence
 from .errors import UserError
+from .mbr_output import MBRSelector
 from .models.adapters import adapter_for, length_candidates
 from .progress import DecodeProgress
 from .trace import sample_records, trace_records, write_records
@@ -73,6 +76,7 @@ class MHGenerator:
         trace_path: Optional[str] = None,
         dump_path: Optional[str] = None,
         progress: Optional[DecodeProgress] = None,
+        output_text=None,
     ):
         self.cfg = sampler_cfg  # validated when it was made
         self.tgt_dict = tgt_dict
@@ -92,6 +96,11 @@ class MHGenerator:
         BUILT.append(self)
         self.totals = {"sentences": 0, "rows": 0, "calls": 0, "proposals": 0, "accepted": 0, "novel": 0,
                        "seconds": 0.0}
+        # chain samplers: convergence diagnostics per batch (trace records, the corpus summary)
+        self.convergence = Convergence(sampler_cfg.energy) if sampler_cfg.kind.is_chain else None
+        # --mh-select mbr ranks samples by expected utility on the printed text (output_text)
+        self.mbr = (MBRSelector(sampler_cfg.mbr_utility, output_text or self._text)
+                    if sampler_cfg.mh_select == "mbr" else None)
 
     # ------------------------------------------------------------------
     @torch.no_grad()
@@ -132,9 +141,10 @@ class MHGenerator:
         res = run_in_groups(decoder, starts, plan_groups(starts.context, per_start, budget))
         self.progress.end_batch()
         self._count(res, ev, B, time.perf_counter() - t0)
+        diagnostics = self.convergence.add(res, ids, cand.reshape(-1), l) if self.convergence else []
         if self._trace is not None:
             write_records(self._trace, trace_records(res, ids, cand.reshape(-1), l, self.cfg.sampler,
-                                                     self.cfg.energy, self._text))
+                                                     self.cfg.energy, self._text) + diagnostics)
         if self._dump is not None:
             write_records(self._dump, sample_records(res, ids, l, self._text))
         return [self._hypotheses(res, b, l) for b in range(B)]
@@ -184,7 +194,7 @@ class MHGenerator:
     def _hypotheses(self, res, b: int, l: int) -> List[dict]:
         """The ``nbest`` best distinct candidates of sentence b, best first."""
         chains = ((res.start // l) == b).nonzero().squeeze(1)
-        tok, score, energy, pos = self._candidates(res, chains)
+        tok, score, energy, pos = self.mbr.candidates(res, chains) if self.mbr else self._candidates(res, chains)
         # best first; stable sort keeps the first of equal scores (the original's choice)
         order = torch.sort(-score, stable=True)[1]
         out, seen = [], set()

@@ -15,7 +15,9 @@ from typing import Optional
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 
-from .core.config import ENERGY_NAMES, POSITION_ORDERS, SELECTIONS, SAMPLERS, ConfigError, SamplerConfig
+from .core.config import (
+    ENERGY_NAMES, MBR_UTILITIES, POSITION_ORDERS, SAMPLERS, SELECTIONS, WARM_STARTS, ConfigError, SamplerConfig,
+)
 from .core.kinds import BLOCK_PROPOSALS
 from .core.refinement import CONFIDENCES, INITS, REMASK_COUNTS
 
@@ -30,7 +32,8 @@ _D = SamplerConfig()
 class MHDecodingConfig(FairseqDataclass):
     sampler: ChoiceEnum(list(SAMPLERS)) = field(
         default=_D.sampler,
-        metadata={"help": "decoding algorithm: the mask-predict baseline, degenerate (block) Gibbs, or (block) MH"},
+        metadata={"help": "decoding algorithm: the mask-predict baseline, degenerate (block) Gibbs, (block) MH, or "
+                          "parallel tempering of (block) MH replicas"},
     )
     energy: ChoiceEnum(list(ENERGY_NAMES)) = field(
         default=_D.energy,
@@ -71,11 +74,22 @@ class MHDecodingConfig(FairseqDataclass):
     )
     mh_select: ChoiceEnum(list(SELECTIONS)) = field(
         default=_D.mh_select,
-        metadata={"help": "output each chain's lowest-energy post-burn-in state (best) or its last state"},
+        metadata={"help": "output each chain's lowest-energy post-burn-in state (best), its last state, or the "
+                          "sentence's sample of highest expected utility against all its samples (mbr)"},
     )
-    warm_start: ChoiceEnum(["greedy", "mask-predict"]) = field(
+    mbr_utility: ChoiceEnum(list(MBR_UTILITIES)) = field(
+        default=_D.mbr_utility,
+        metadata={"help": "utility of MBR selection (mh-select mbr): sacreBLEU sentence BLEU or chrF on the printed text"},
+    )
+    warm_start: ChoiceEnum([w for w in WARM_STARTS if w != "given"]) = field(
         default=_D.warm_start,
-        metadata={"help": "chain start: greedy fill of the all-mask sequence, or a mask-predict decode"},
+        metadata={"help": "chain start: greedy fill of the all-mask sequence, a mask-predict decode, uniform random "
+                          "tokens, or mixed (chain r: greedy, mask-predict, random, a proposal draw, in turn)"},
+    )
+    pt_temperatures: str = field(
+        default=_D.pt_temperatures,
+        metadata={"help": "parallel tempering (pt-mh, pt-block-mh): the replicas' temperatures, multiplying the "
+                          "target temperature; the first replica's samples are the output"},
     )
     decoding_iterations: int = field(
         default=_D.decoding_iterations, metadata={"help": "mask-predict iterations (sampler and warm start)"}

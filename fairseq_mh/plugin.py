@@ -84,7 +84,9 @@ def _guarded(original, is_interactive: bool):
 
         from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-        from . import interactive_input, preflight, signals
+        import sys
+
+        from . import diagnostics, interactive_input, output_text, preflight, signals
 
         if isinstance(cfg, Namespace):
             cfg = convert_namespace_to_omegaconf(cfg)
@@ -97,10 +99,13 @@ def _guarded(original, is_interactive: bool):
         from .generator import BUILT
 
         BUILT.clear()
+        output_text.configure(cfg)  # MBR compares the text the run prints
         with preflight.removed_on_error(outputs):
             result = signals.guard(run, cfg, prog, outputs)
         for gen in BUILT:  # after fairseq's own "Translated ..." line: what the run spent
             logging.getLogger("fairseq_mh.generate").info(gen.summary_line())
+        for line in diagnostics.summary_lines():  # the run ends with its convergence summary
+            print(line, file=sys.stderr, flush=True)
         return result
 
     main._fairseq_mh = True

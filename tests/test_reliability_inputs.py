@@ -199,5 +199,5 @@ def test_help_lists_every_decoding_option_with_its_default(cmd):
     for flag in _decoding_flags():
         # the flag, its help (no other option starts in between), then its default
         assert re.search(rf" {flag} (?:(?! --[a-z]).)*?\(default: ", text), flag
-    assert "--sampler {mask-predict,gibbs,block-gibbs,mh,block-mh} decoding algorithm" in text
+    assert "--sampler {mask-predict,gibbs,block-gibbs,mh,block-mh,pt-mh,pt-block-mh} decoding algorithm" in text
     assert "per chain (default: 10)" in text  # --mh-epochs, its meaning and its default

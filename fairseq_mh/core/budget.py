@@ -27,6 +27,8 @@ def start_bytes(cfg: SamplerConfig, length: int, vocab: int, cache_itemsize: int
     """Upper bound of the engine's bytes for one start of ``length`` positions: the cache
     of the start and of its chains, and the states and energy terms of every epoch."""
     chains = cfg.num_chains if cfg.kind.is_chain else 1
+    if cfg.kind.exchange is not None:  # parallel tempering: every chain runs as its replicas
+        chains *= len(cfg.ladder)
     epochs = cfg.mh_epochs if cfg.kind.is_chain else 1
     cache = (chains + 1) * length * vocab * cache_itemsize
     per_epoch = chains * length * (8 + 2 * 8) + chains * 7 * 8  # tokens, terms; energies and counts

@@ -26,8 +26,9 @@ __all__ = [
 
 ENERGY_NAMES = ("raw", "local")
 POSITION_ORDERS = ("left-to-right", "random")
-SELECTIONS = ("best", "last")
-WARM_STARTS = ("greedy", "mask-predict", "given")
+SELECTIONS = ("best", "last", "mbr")
+WARM_STARTS = ("greedy", "mask-predict", "random", "mixed", "given")  # "given": the engine's callers only
+MBR_UTILITIES = ("bleu", "chrf")
 
 
 class ConfigError(UserError, ValueError):
@@ -70,11 +71,18 @@ class SamplerConfig:
     mask_predict_parallel: int = 1
     mask_predict_length_norm: float = 1.0
     mask_predict_early_stop: bool = False
+    pt_temperatures: str = "1,0.8,0.6,0.4"  # parallel tempering: the replicas' ladder (comma-separated)
+    mbr_utility: str = "bleu"  # --mh-select mbr: the utility (sacreBLEU sentence BLEU or chrF)
     report_energy: bool = True  # mask-predict: also compute its outputs' energies (T rows each)
     seed: int = 1
 
     def __post_init__(self):
         self.validate()
+
+    @property
+    def ladder(self) -> tuple:
+        """The replicas' temperature multipliers of ``pt_temperatures`` (replica 0 is output)."""
+        return _ladder(self.pt_temperatures)
 
     @property
     def kind(self) -> SamplerKind:
@@ -107,6 +115,10 @@ class SamplerConfig:
         choice("position_order", POSITION_ORDERS)
         choice("mh_select", SELECTIONS)
         choice("warm_start", WARM_STARTS)
+        choice("mbr_utility", MBR_UTILITIES)
+        self.ladder  # noqa: B018  (refuses a bad ladder)
+        if self.mh_select == "mbr" and not self.kind.is_chain:
+            raise ConfigError(f"--mh-select mbr needs a chain sampler: --sampler {self.sampler} has no samples")
         positive_float("proposal_temperature")
         positive_float("target_temperature")
         positive_float("min_target_temperature")
@@ -171,6 +183,17 @@ class SamplerConfig:
         enumerated choices (fairseq's ChoiceEnum) arrive as their string values."""
         kw = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
         return cls(**{k: v.value if isinstance(v, Enum) else v for k, v in kw.items()})
+
+
+def _ladder(text) -> tuple:
+    bad = ConfigError(f"--pt-temperatures must be two or more comma-separated finite numbers > 0 (got {text!r})")
+    try:
+        values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        raise bad from None
+    if len(values) < 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise bad
+    return values
 
 
 def target_temperature(cfg: SamplerConfig, epoch: int) -> float:

@@ -32,10 +32,10 @@ from .conditional import RowEvaluator
 from .config import ConfigError, SamplerConfig, block_size, forced_acceptance, target_temperature
 from .energy import ENERGIES
 from .kinds import build_kernel
-from .mask_predict import mask_predict
 from .moves import Block, StepKey, fill_cache
 from .proposals import ProposalShape
 from .results import ChainResult, EpochStats
+from .starts import initial_states
 from .state import ChainState, Starts
 
 __all__ = ["ChainSampler"]
@@ -82,45 +82,32 @@ class ChainSampler:
         self.ev = evaluator
         self.mask = mask
         self.allowed = allowed.bool()
-        shape = ProposalShape(cfg.proposal_temperature, cfg.proposal_top_p, self.allowed)
-        self.kernel = build_kernel(cfg, evaluator, mask, shape, ENERGIES[cfg.energy])
+        self.shape = ProposalShape(cfg.proposal_temperature, cfg.proposal_top_p, self.allowed)
+        self.kernel = build_kernel(cfg, evaluator, mask, self.shape, ENERGIES[cfg.energy])
         self.monitor = monitor
+        # a kind's optional step between epochs (replica exchange): made once, kept for its counts
+        self.exchange = cfg.kind.exchange(cfg, ENERGIES[cfg.energy]) if cfg.kind.exchange else None
 
     @torch.no_grad()
     def run(self, starts: Starts) -> ChainResult:
         """Runs ``num_chains`` chains from every start for ``mh_epochs`` epochs.
 
         Each start is warm-started once (``warm_start``) and its conditionals computed once;
-        its chains copy them and then move independently, with their own random streams
+        its chains copy them (or, for dispersed starts, each chain gets its own: ``starts``)
+        and then move independently, with their own random streams
         (chain r of start s: key derive(keys[s], r)), so a chain's path depends on nothing
         but its key, the model and the settings.  Returns every chain's selected state
         (``mh_select``), the states after each epoch, the post-burn-in samples with their
         energies, per-epoch statistics and the rows spent.
         """
         cfg = self.cfg
-        start, start_rows = self._start_state(starts)
-        st = start.expand(cfg.num_chains)
+        st, start, start_rows = initial_states(cfg, self.ev, self.mask, self.shape, starts)
+        if self.exchange is not None:
+            st = self.exchange.replicate(st)
         rec = _Record.empty(cfg.mh_epochs, st.num_chains, st.tokens.size(1), st.tokens.device)
         for epoch in range(cfg.mh_epochs):
             self._epoch(st, epoch, rec)
         return self._result(starts, start, start_rows, rec)
-
-    # ------------------------------------------------------------------ warm start
-    def _start_state(self, starts: Starts):
-        """The warm-started state of each start with its conditionals, and the rows it cost."""
-        cfg = self.cfg
-        tokens = starts.tokens.clone()
-        rows = torch.zeros(tokens.size(0), dtype=torch.long, device=tokens.device)
-        if cfg.warm_start in ("greedy", "mask-predict"):
-            iters = 1 if cfg.warm_start == "greedy" else cfg.decoding_iterations
-            mp = mask_predict(self.ev, tokens, starts.free, starts.context, self.mask, iters, allowed=self.allowed,
-                              min_remask=cfg.mask_predict_min_remask)
-            tokens, rows = mp.tokens, mp.rows
-        elif (starts.free & ~self.allowed.to(tokens.device)[tokens.clamp(min=0)]).any():
-            raise ValueError("warm_start='given' needs ordinary tokens at every free position")
-        state = ChainState(tokens, starts.free.clone(), starts.context, starts.keys)
-        fill_cache(self.ev, self.mask, state)  # conditionals and energies of each start, shared by its chains
-        return state, rows + state.rows
 
     # ------------------------------------------------------------------ epochs
     def _epoch(self, st: ChainState, epoch: int, rec: _Record) -> None:
@@ -150,6 +137,8 @@ class ChainSampler:
             if self.monitor is not None:
                 self.monitor(epoch + (s + 1) / n_steps, cfg.mh_epochs)
         fill_cache(self.ev, self.mask, st, report=True)
+        if self.exchange is not None:
+            self.exchange.exchange(st, epoch, key.tau)
         rec.counts["rows"][epoch] = st.rows - rows0
         rec.counts["report_rows"][epoch] = st.report_rows - rep0
         rec.energy[epoch] = st.energy()
@@ -170,6 +159,8 @@ class ChainSampler:
     # ------------------------------------------------------------------ output
     def _result(self, starts: Starts, start: ChainState, start_rows: torch.Tensor, rec: _Record) -> ChainResult:
         cfg = self.cfg
+        if self.exchange is not None:
+            self.exchange.output(rec)
         S = starts.tokens.size(0)
         C = S * cfg.num_chains
         b = cfg.burn_in
@@ -182,7 +173,7 @@ class ChainSampler:
         return ChainResult(
             tokens=samples[pick, ar],
             energy=sample_energy[pick, ar],
-            n_free=start.free.sum(1).repeat_interleave(cfg.num_chains),
+            n_free=starts.free.sum(1).repeat_interleave(cfg.num_chains),
             start=torch.arange(S, device=samples.device).repeat_interleave(cfg.num_chains),
             stats=rec.stats(),
             init_rows=int(start_rows.sum()),
@@ -192,6 +183,7 @@ class ChainSampler:
             start_tokens=start.tokens,
             start_energy=start.energy(),
             start_rows=start_rows,
+            start_per_chain=start.num_chains != S,
             terms=sample_terms[pick, ar],
             states=rec.states,
             samples=samples,

@@ -25,6 +25,9 @@ __all__ = [
     "target_distribution",
     "total_variation",
     "closed_class",
+    "product_kernel",
+    "product_target",
+    "swap_kernel",
 ]
 
 
@@ -167,3 +170,39 @@ class SmallSpace:
                 P = P @ cache[blk]
             M += P
         return M / len(perms)
+
+
+def product_kernel(kernels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Transition matrix of independent replicas, each moved by its own kernel ([N, N] each);
+    the joint state (x_0, ..., x_{M-1}) has index sum_m x_m N^(M-1-m)."""
+    out = torch.ones(1, 1, dtype=torch.float64)
+    for k in kernels:
+        out = torch.kron(out, k.to(torch.float64))
+    return out
+
+
+def product_target(energy: torch.Tensor, temperatures: Sequence[float]) -> torch.Tensor:
+    """The replicas' joint target: the product of exp(-E / t_m) over the replicas."""
+    return product_kernel([target_distribution(energy, t)[None, :] for t in temperatures])[0]
+
+
+def swap_kernel(energy: torch.Tensor, temperatures: Sequence[float], pairs: Sequence[int]) -> torch.Tensor:
+    """Transition matrix of the replica exchanges of the pairs (m, m + 1), m in ``pairs``
+    (disjoint), on the joint space of ``product_target``, from ``tempering.swap_log_ratio``."""
+    from .tempering import swap_log_ratio
+
+    N, M = energy.numel(), len(temperatures)
+    codes = torch.tensor(list(itertools.product(range(N), repeat=M)), dtype=torch.long).reshape(-1, M)
+    weights = N ** torch.arange(M - 1, -1, -1)
+    K = torch.eye(codes.size(0), dtype=torch.float64)
+    e = energy.to(torch.float64)
+    for m in pairs:
+        la = swap_log_ratio(e[codes[:, m]], e[codes[:, m + 1]], temperatures[m], temperatures[m + 1])
+        p = torch.exp(la.clamp(max=0.0))
+        swapped = codes.clone()
+        swapped[:, [m, m + 1]] = codes[:, [m + 1, m]]
+        dest = (swapped * weights).sum(-1)
+        step = torch.diag(1.0 - p)
+        step[torch.arange(codes.size(0)), dest] += p
+        K = K @ step
+    return K

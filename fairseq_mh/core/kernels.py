@@ -142,7 +142,7 @@ class MHKernel(Kernel):
         if key.forced:
             ok = torch.ones(m.numel(), dtype=torch.bool, device=m.device)
         else:
-            la = log_acceptance(e_old[:, self.target], e_new[:, self.target], key.tau,
+            la = log_acceptance(e_old[:, self.target], e_new[:, self.target], key.tau * state.tau_scale[chains],
                                 proposal.log_q_fwd[m], proposal.log_q_rev[m])
             ok = accept_moves(la, rng.uniform(state.keys[chains], key.epoch, key.step, 0, rng.PURPOSE_ACCEPT))
         if ok.any():

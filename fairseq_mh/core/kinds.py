@@ -3,7 +3,9 @@
 Options, validation, the generator and the experiments ask this table (through
 ``SamplerConfig.kind``) instead of comparing sampler names.  A kind is either a chain
 sampler (``decoder='chain'``: the chain driver running a transition kernel, single-site or
-block) or a deterministic refinement decoder (``decoder='refinement'``: mask-predict).
+block) or a deterministic refinement decoder (``decoder='refinement'``: mask-predict).  A
+chain kind may name an ``exchange``: the driver then runs several replicas of every chain and
+calls it after each epoch (``tempering.ReplicaExchange``: parallel tempering).
 Adding a sampler is adding a row here (and its kernel in ``kernels``).  ``BLOCK_PROPOSALS``
 is the table of ``--block-proposal`` values: how a block sampler proposes two positions
 (independent draws, or a derived pairwise joint, ``pair_proposal``); ``build_kernel`` reads
@@ -17,6 +19,7 @@ from typing import Dict, Optional, Type
 
 from .kernels import GibbsKernel, Kernel, MHKernel
 from .pair_proposal import PairMHKernel
+from .tempering import ReplicaExchange
 
 __all__ = ["SamplerKind", "SAMPLER_KINDS", "SAMPLERS", "BlockProposal", "BLOCK_PROPOSALS", "build_kernel"]
 
@@ -27,6 +30,7 @@ class SamplerKind:
     decoder: str  # "chain" or "refinement"
     kernel: Optional[Type[Kernel]] = None  # chain samplers: the transition kernel
     block: bool = False  # chain samplers: block moves (``--block-size``) or single-site
+    exchange: Optional[type] = None  # a step between epochs over several replicas per chain
     help: str = ""
 
     @property
@@ -47,6 +51,10 @@ SAMPLER_KINDS: Dict[str, SamplerKind] = {
         SamplerKind("block-gibbs", "chain", GibbsKernel, block=True, help="degenerate Gibbs with block draws"),
         SamplerKind("mh", "chain", MHKernel, help="Metropolis-Hastings with single-site proposals"),
         SamplerKind("block-mh", "chain", MHKernel, block=True, help="Metropolis-Hastings with block proposals"),
+        SamplerKind("pt-mh", "chain", MHKernel, exchange=ReplicaExchange,
+                    help="parallel tempering: single-site MH replicas at --pt-temperatures, neighbours exchanged"),
+        SamplerKind("pt-block-mh", "chain", MHKernel, block=True, exchange=ReplicaExchange,
+                    help="parallel tempering with block MH replicas"),
     )
 }
 

@@ -45,6 +45,9 @@ class ChainResult:
     start_tokens: Optional[torch.Tensor] = None  # [S, L] the warm-start state of each start
     start_energy: Optional[torch.Tensor] = None  # [S, 2] its energies (raw, local)
     start_rows: Optional[torch.Tensor] = None  # [S] rows each start cost before its chains ran
+    # dispersed starts (core.starts): start_tokens, start_energy and start_rows are [C, ...],
+    # one record per chain, instead of one per start
+    start_per_chain: bool = False
     terms: Optional[torch.Tensor] = None  # [C, L, 2] energy terms of the selected states (0 off free)
     states: Optional[torch.Tensor] = None  # [E, C, L] every chain's state at each epoch's end
     samples: Optional[torch.Tensor] = None  # [E - burn_in, C, L] post-burn-in states (a view)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["chain_keys", "derive", "uniform", "PURPOSE_ORDER", "PURPOSE_PROPOSAL", "PURPOSE_ACCEPT"]
+__all__ = ["chain_keys", "derive", "uniform", "PURPOSE_ORDER", "PURPOSE_PROPOSAL", "PURPOSE_ACCEPT", "PURPOSE_START",
+           "PURPOSE_SWAP"]
 
 PURPOSE_ORDER = 1  # random position order of an epoch
 PURPOSE_PROPOSAL = 2  # token draws of a proposal
 PURPOSE_ACCEPT = 3  # the uniform of the accept/reject test
+PURPOSE_START = 4  # dispersed starts: random tokens and draws from the proposal (epoch -1)
+PURPOSE_SWAP = 5  # the uniform of a replica-exchange test
 
 _M64 = (1 << 64) - 1
 

@@ -45,7 +45,8 @@ class ChainState:
     with t masked, and ``terms[c, t]`` the energy terms (raw, local) it gives, wherever
     ``valid[c, t]``; the cache is allocated at the first model call (vocabulary and dtype).
     ``rows[c]`` counts the model rows chain c has cost, ``report_rows[c]`` those spent only
-    to report energies.
+    to report energies.  ``tau_scale[c]`` multiplies the target temperature of chain c (1;
+    a replica's rung of the ladder under parallel tempering).
     """
 
     def __init__(self, tokens, free, context, keys):
@@ -60,6 +61,7 @@ class ChainState:
         self.valid = torch.zeros(C, L, dtype=torch.bool, device=dev)
         self.rows = torch.zeros(C, dtype=torch.long, device=dev)
         self.report_rows = torch.zeros(C, dtype=torch.long, device=dev)
+        self.tau_scale = torch.ones(C, dtype=torch.float64, device=dev)
 
     @property
     def num_chains(self) -> int:
@@ -93,7 +95,7 @@ class ChainState:
         """n chains per state, each with its own key; caches are copied, not recomputed."""
         S = self.tokens.size(0)
         new = ChainState.__new__(ChainState)
-        for name in ("tokens", "free", "context", "terms", "valid"):
+        for name in ("tokens", "free", "context", "terms", "valid", "tau_scale"):
             setattr(new, name, getattr(self, name).repeat_interleave(n, dim=0))
         new.cache = None if self.cache is None else self.cache.repeat_interleave(n, dim=0)
         chain = torch.arange(n, device=self.keys.device).repeat(S)

@@ -150,6 +150,7 @@ class MHDecodingMixin:
         """The MH generator; first the run's cost estimate (printed and exit with --mh-estimate)."""
         from ..generator import MHGenerator
         from ..progress import DecodeProgress, progress_mode
+        from ..output_text import text_function
 
         cfg = self.cfg
         _apply_bf16(models)
@@ -178,6 +179,7 @@ class MHDecodingMixin:
             trace_path=cfg.mh_trace,
             dump_path=cfg.mh_dump_samples,
             progress=progress,
+            output_text=text_function(self, self.target_dictionary),
         )
 
     def _estimate(self, model):
