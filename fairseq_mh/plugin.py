@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 _registered = False
 
@@ -78,15 +79,24 @@ def _guard_runs() -> None:
             module.main = _guarded(module.main, is_interactive)
 
 
+def _report_run(generators) -> None:
+    """After fairseq's own "Translated ..." line: what the run spent, then its convergence."""
+    from . import diagnostics
+
+    for gen in generators:
+        logging.getLogger("fairseq_mh.generate").info(gen.summary_line())
+    for line in diagnostics.summary_lines():
+        print(line, file=sys.stderr, flush=True)
+
+
 def _guarded(original, is_interactive: bool):
     def main(cfg):
         from argparse import Namespace
 
         from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-        import sys
-
-        from . import diagnostics, interactive_input, output_text, preflight, signals
+        from . import interactive_input, output_text, preflight, signals
+        from .generator import BUILT
 
         if isinstance(cfg, Namespace):
             cfg = convert_namespace_to_omegaconf(cfg)
@@ -95,17 +105,12 @@ def _guarded(original, is_interactive: bool):
         preflight.check(cfg, results=not is_interactive)
         outputs = [f for _, f in preflight.output_files(cfg, results=not is_interactive)]
         run = (lambda c: interactive_input.run(original, c)) if is_interactive else original
-        prog = (__import__("sys").argv[0] or "fairseq-mh").rsplit("/", 1)[-1]
-        from .generator import BUILT
-
+        prog = (sys.argv[0] or "fairseq-mh").rsplit("/", 1)[-1]
         BUILT.clear()
         output_text.configure(cfg)  # MBR compares the text the run prints
         with preflight.removed_on_error(outputs):
             result = signals.guard(run, cfg, prog, outputs)
-        for gen in BUILT:  # after fairseq's own "Translated ..." line: what the run spent
-            logging.getLogger("fairseq_mh.generate").info(gen.summary_line())
-        for line in diagnostics.summary_lines():  # the run ends with its convergence summary
-            print(line, file=sys.stderr, flush=True)
+        _report_run(BUILT)
         return result
 
     main._fairseq_mh = True
