@@ -7,21 +7,10 @@ import torch
 
 import cli_helpers
 from cli_helpers import parse_generate, user_error
-from fairseq_mh.core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
+from fairseq_mh.core import RowEvaluator, SamplerConfig, build_decoder
 from fairseq_mh.core.budget import plan_groups, run_in_groups, start_bytes
-from test_engine_contract import L, VOCAB, CountingNet
-from toy_models import BOS, EOS, MASK, PAD, allowed_vector
-
-
-def _starts(lengths, contexts):
-    S = len(lengths)
-    tokens = torch.full((S, L), PAD)
-    free = torch.zeros(S, L, dtype=torch.bool)
-    for i, n in enumerate(lengths):
-        tokens[i, 0], tokens[i, 1 : n - 1], tokens[i, n - 1] = BOS, MASK, EOS
-        free[i, 1 : n - 1] = True
-    ctx = torch.tensor(contexts)
-    return Starts(tokens, free, ctx % 2, rng.chain_keys(3, ctx, torch.arange(S)))
+from test_engine_contract import L, VOCAB, CountingNet, make_starts
+from toy_models import MASK, PAD, allowed_vector
 
 
 def test_groups_keep_each_context_whole_and_stay_under_the_budget():
@@ -50,7 +39,7 @@ def _equal(a, b, path="result"):
 
 @pytest.mark.parametrize("sampler", ["mh", "block-gibbs", "mask-predict"])
 def test_a_budgeted_decode_is_identical_to_an_unbounded_one(sampler):
-    starts = _starts([7, 5, 6, 7, 4, 6], [0, 0, 1, 2, 2, 3])
+    starts = make_starts([7, 5, 6, 7, 4, 6], [0, 0, 1, 2, 2, 3])
     cfg = SamplerConfig(sampler=sampler, mh_epochs=3, num_chains=3, block_size=3)
 
     def decode(budget):
@@ -69,7 +58,7 @@ def test_a_budgeted_decode_is_identical_to_an_unbounded_one(sampler):
 
 def test_start_bytes_bound_what_the_engine_holds():
     cfg = SamplerConfig(sampler="mh", mh_epochs=4, num_chains=5)
-    starts = _starts([7, 6], [0, 1])
+    starts = make_starts([7, 6], [0, 1])
     ev = RowEvaluator(CountingNet(vocab=VOCAB, length=L, seed=4), pad=PAD)
     res = build_decoder(cfg, ev, MASK, allowed_vector(VOCAB)).run(starts)
     held = sum(t.numel() * t.element_size() for t in (res.states, res.stats.energy, res.sample_terms))
