@@ -38,9 +38,9 @@ def start_bytes(cfg: SamplerConfig, length: int, vocab: int, cache_itemsize: int
 def plan_groups(context: torch.Tensor, per_start: List[int], budget: Optional[int]) -> List[torch.Tensor]:
     """Index tensors of the starts of each group, in order; a context is never split (one
     that alone exceeds the budget forms its own group)."""
-    n = context.numel()
+    n, dev = context.numel(), context.device
     if budget is None or sum(per_start) <= budget:
-        return [torch.arange(n)]
+        return [torch.arange(n, device=dev)]
     ctx = context.tolist()
     groups, current, used = [], [], 0
     i = 0
@@ -50,17 +50,16 @@ def plan_groups(context: torch.Tensor, per_start: List[int], budget: Optional[in
             j += 1
         cost = sum(per_start[i:j])
         if current and used + cost > budget:
-            groups.append(torch.tensor(current))
+            groups.append(torch.tensor(current, device=dev))
             current, used = [], 0
         current += range(i, j)
         used += cost
         i = j
-    groups.append(torch.tensor(current))
+    groups.append(torch.tensor(current, device=dev))
     return groups
 
 
 def _subset(starts: Starts, idx: torch.Tensor) -> Starts:
-    idx = idx.to(starts.tokens.device)
     return Starts(starts.tokens[idx], starts.free[idx], starts.context[idx], starts.keys[idx],
                   None if starts.decode is None else starts.decode[idx])
 
