@@ -2,23 +2,21 @@
 
 The rows come from the engine's estimator (``core.cost``) applied to the length candidates
 the model's own length predictor gives each sentence (one encoder pass per sentence); the
-time from rows per second measured by a short calibration of the actual model on the
-actual device, with calls shaped as a decode's (one sentence's rows for all its chains and
-lengths, cut by ``--mh-max-tokens``).  ``--mh-estimate`` prints this and exits; every real
-run logs it as its first line.
+time from rows per second measured on the actual model and device by a short real decode
+(one epoch of the first two sentences with the run's settings), so the rate includes the
+engine's own work and the run's call shapes.  ``--mh-estimate`` prints this and exits; every
+real run logs it as its first line.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import List
 
 import torch
 
-from .core import RowEvaluator, SamplerConfig
+from .core import SamplerConfig
 from .core.cost import expected_rows
-from .core.rows import single_masked_rows
 from .models.adapters import adapter_for, length_candidates
 from .progress import format_duration
 
@@ -63,38 +61,35 @@ def candidate_free_lengths(adapter, dataset, length_beam: int, length_style: str
 
 
 @torch.no_grad()
-def calibrate_rows_per_second(adapter, dataset, rows_per_call: int, max_tokens: int, seconds: float = 1.0) -> float:
-    """Rows/s of the model on calls of ``rows_per_call`` single-masked rows of one sentence."""
-    sample = dataset.collater([dataset[0]])
-    net_input = {k: v.to(_device(adapter)) if torch.is_tensor(v) else v for k, v in sample["net_input"].items()}
-    encs = adapter.encode(net_input)
-    lp, lens = adapter.length_distribution(encs, net_input)
-    cand = length_candidates(lp, lens, 1, "top", max_len=adapter.max_target_length)
-    tokens, free, _ = adapter.target_rows(cand.reshape(-1))
-    tokens = tokens.masked_fill(free, int(adapter.allowed().nonzero()[0]))  # any ordinary token: speed only
-    pos = free[0].nonzero().squeeze(1)
-    if pos.numel() == 0:
-        return float("inf")
-    pos = pos.repeat((rows_per_call + pos.numel() - 1) // pos.numel())[:rows_per_call]
-    rows, select = single_masked_rows(tokens.expand(pos.numel(), -1), pos, adapter.mask)
-    ev = RowEvaluator(adapter.conditional(encs), pad=adapter.pad, max_tokens=max_tokens)
-    context = torch.zeros(rows.size(0), dtype=torch.long, device=rows.device)
-    ev(rows, context, select)  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while n < 3 or time.perf_counter() - t0 < seconds:
-        ev(rows, context, select)
-        n += 1
-        if n >= 50:
-            break
-    return n * rows.size(0) / (time.perf_counter() - t0)
+def calibrate_rows_per_second(model, tgt_dict, dataset, cfg: SamplerConfig, sentences: int = 2, **generator) -> float:
+    """Rows/s of a short real decode (one epoch) of the first ``sentences`` of the dataset
+    with these settings: model calls of the run's shapes and the engine's own work."""
+    import dataclasses
+
+    from .generator import BUILT, MHGenerator
+
+    short = dataclasses.replace(cfg, mh_epochs=1, burn_in=0, report_energy=False)
+    gen = MHGenerator(tgt_dict, short, **generator)
+    BUILT.remove(gen)  # a calibration, not part of the run's report
+    sample = dataset.collater([dataset[i] for i in range(min(sentences, len(dataset)))])
+    sample = {k: v.to(_device_of(model)) if torch.is_tensor(v) else v for k, v in sample.items()}
+    sample["net_input"] = {k: v.to(_device_of(model)) if torch.is_tensor(v) else v
+                           for k, v in sample["net_input"].items()}
+    gen.generate([model], sample)
+    t = gen.totals
+    return t["rows"] / t["seconds"] if t["seconds"] > 0 and t["rows"] else float("inf")
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def estimate_run(model, tgt_dict, dataset, cfg: SamplerConfig, length_beam: int, length_style: str,
-                 max_tokens: int) -> RunEstimate:
+                 max_tokens: int, batching: str = "sentence") -> RunEstimate:
     """Expected rows and time of decoding ``dataset`` with these settings."""
     adapter = adapter_for(model, tgt_dict)
     lengths = candidate_free_lengths(adapter, dataset, length_beam, length_style)
-    T = max(1, sorted(lengths)[len(lengths) // 2]) if lengths else 1
-    per_call = (cfg.num_chains if cfg.kind.is_chain else 1) * length_beam * T
-    rate = calibrate_rows_per_second(adapter, dataset, per_call, max_tokens) if lengths else float("inf")
+    rate = (calibrate_rows_per_second(model, tgt_dict, dataset, cfg, length_beam=length_beam,
+                                      length_style=length_style, max_tokens=max_tokens, batching=batching)
+            if lengths else float("inf"))
     return RunEstimate(len(dataset), len(lengths), expected_rows(cfg, lengths), rate)

@@ -10,8 +10,9 @@ free length T is known:
   iteration for mask-predict, none for given starts) plus T rows for its conditionals;
 * single-site MH epoch: T-1 rows for each proposal that changes a token, a fraction
   ``moved`` of the T proposals;
-* block-MH epoch at block size k >= 2: one row per block, plus T rows for the energy of
-  each proposal that changes (an upper bound: every block is taken to change);
+* block-MH epoch at block size k >= 2: one row per block of two or more positions, plus T
+  rows for the energy of each such block that changes (probability 1 - (1 - moved)^k); a
+  last block of one position moves as a single site;
 * degenerate (block) Gibbs epoch: up to one row per step plus T rows to report energies.
 
 MH's count is exact given the number of proposals that moved; mask-predict's is exact.
@@ -41,7 +42,12 @@ def epoch_rows(cfg: SamplerConfig, T: int, k: int, moved: float) -> float:
     """Expected rows of one chain's epoch at block size k."""
     if not cfg.kind.exact:  # degenerate Gibbs
         return 2.0 * T if k == 1 else math.ceil(T / k) + T
-    return moved * T * max(T - 1, 0) if k == 1 else math.ceil(T / k) * (1 + T)
+    if k == 1:
+        return moved * T * max(T - 1, 0)
+    blocks = math.ceil(T / k)
+    lone = 1 if T - (blocks - 1) * k == 1 else 0  # a last block of one position
+    changes = 1.0 - (1.0 - moved) ** k
+    return (blocks - lone) * (1 + changes * T) + lone * moved * max(T - 1, 0)
 
 
 def expected_rows(cfg: SamplerConfig, free_lengths: Iterable[int], moved: float = DEFAULT_MOVED) -> float:

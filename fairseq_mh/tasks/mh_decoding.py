@@ -193,6 +193,6 @@ class MHDecodingMixin:
             return None
         model.eval()
         est = estimate_run(model, self.target_dictionary, dataset, self.sampler_cfg, cfg.length_beam,
-                           str(cfg.length_candidates), cfg.mh_max_tokens)
+                           str(cfg.length_candidates), cfg.mh_max_tokens, str(cfg.mh_batching))
         estimate_logger.info(est.line(self.sampler_cfg))
         return est
