@@ -1,9 +1,10 @@
 """The cost of a whole run before it starts: expected model rows and time.
 
 The rows come from the engine's estimator (``core.cost``) applied to the length candidates
-the model's own length predictor gives each sentence (one encoder pass per sentence); the
+the model's own length predictor gives each sentence (one encoder pass per sentence), with
+the share of proposals that change a token measured by the calibration; the
 time from rows per second measured on the actual model and device by a short real decode
-(one epoch of the first two sentences with the run's settings), so the rate includes the
+(one epoch of the first sentences with the run's settings, about CALIBRATION_ROWS rows), so the rate includes the
 engine's own work and the run's call shapes.  ``--mh-estimate`` prints this and exits; every
 real run logs it as its first line.
 """
@@ -16,7 +17,7 @@ from typing import List
 import torch
 
 from .core import SamplerConfig
-from .core.cost import expected_rows
+from .core.cost import DEFAULT_MOVED, expected_rows
 from .models.adapters import adapter_for, length_candidates
 from .progress import format_duration
 
@@ -61,9 +62,11 @@ def candidate_free_lengths(adapter, dataset, length_beam: int, length_style: str
 
 
 @torch.no_grad()
-def calibrate_rows_per_second(model, tgt_dict, dataset, cfg: SamplerConfig, sentences: int = 2, **generator) -> float:
-    """Rows/s of a short real decode (one epoch) of the first ``sentences`` of the dataset
-    with these settings: model calls of the run's shapes and the engine's own work."""
+def calibrate_rows_per_second(model, tgt_dict, dataset, cfg: SamplerConfig, sentences: int, **generator):
+    """Rows/s of a short real decode (one epoch, timed after a first pass that warms up) of
+    the first ``sentences`` of the dataset with these settings: model calls of the run's
+    shapes and the engine's own work.  Returns (rows/s, the share of proposals that changed
+    a token, or None without proposals)."""
     import dataclasses
 
     from .generator import BUILT, MHGenerator
@@ -75,13 +78,29 @@ def calibrate_rows_per_second(model, tgt_dict, dataset, cfg: SamplerConfig, sent
     sample = {k: v.to(_device_of(model)) if torch.is_tensor(v) else v for k, v in sample.items()}
     sample["net_input"] = {k: v.to(_device_of(model)) if torch.is_tensor(v) else v
                            for k, v in sample["net_input"].items()}
+    gen.generate([model], sample)  # warm-up: first calls pay one-time costs
+    rows, seconds = gen.totals["rows"], gen.totals["seconds"]
     gen.generate([model], sample)
     t = gen.totals
-    return t["rows"] / t["seconds"] if t["seconds"] > 0 and t["rows"] else float("inf")
+    rows, seconds = t["rows"] - rows, t["seconds"] - seconds
+    moved = (t["proposals"] - t["accepted"] + t["novel"]) / t["proposals"] if t["proposals"] else None
+    return (rows / seconds if seconds > 0 and rows else float("inf")), moved
 
 
 def _device_of(model) -> torch.device:
     return next(model.parameters()).device
+
+
+CALIBRATION_ROWS = 3000  # rows of the timed calibration pass: enough to amortise a batch's overheads
+
+
+def _calibration_sentences(cfg: SamplerConfig, lengths, length_beam: int) -> int:
+    """How many sentences one calibration epoch takes to cost about CALIBRATION_ROWS rows."""
+    import dataclasses
+
+    one_epoch = dataclasses.replace(cfg, mh_epochs=1, burn_in=0, report_energy=False)
+    per_sentence = expected_rows(one_epoch, lengths) / max(1, len(lengths) // max(1, length_beam))
+    return int(min(64, max(1, CALIBRATION_ROWS // max(per_sentence, 1.0))))
 
 
 def estimate_run(model, tgt_dict, dataset, cfg: SamplerConfig, length_beam: int, length_style: str,
@@ -89,7 +108,10 @@ def estimate_run(model, tgt_dict, dataset, cfg: SamplerConfig, length_beam: int,
     """Expected rows and time of decoding ``dataset`` with these settings."""
     adapter = adapter_for(model, tgt_dict)
     lengths = candidate_free_lengths(adapter, dataset, length_beam, length_style)
-    rate = (calibrate_rows_per_second(model, tgt_dict, dataset, cfg, length_beam=length_beam,
-                                      length_style=length_style, max_tokens=max_tokens, batching=batching)
-            if lengths else float("inf"))
-    return RunEstimate(len(dataset), len(lengths), expected_rows(cfg, lengths), rate)
+    if not lengths:
+        return RunEstimate(len(dataset), 0, 0.0, float("inf"))
+    rate, moved = calibrate_rows_per_second(model, tgt_dict, dataset, cfg, _calibration_sentences(cfg, lengths, length_beam),
+                                            length_beam=length_beam, length_style=length_style, max_tokens=max_tokens,
+                                            batching=batching)
+    rows = expected_rows(cfg, lengths, moved if moved is not None else DEFAULT_MOVED)
+    return RunEstimate(len(dataset), len(lengths), rows, rate)
