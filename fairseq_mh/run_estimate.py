@@ -113,5 +113,8 @@ def estimate_run(model, tgt_dict, dataset, cfg: SamplerConfig, length_beam: int,
     rate, moved = calibrate_rows_per_second(model, tgt_dict, dataset, cfg, _calibration_sentences(cfg, lengths, length_beam),
                                             length_beam=length_beam, length_style=length_style, max_tokens=max_tokens,
                                             batching=batching)
-    rows = expected_rows(cfg, lengths, moved if moved is not None else DEFAULT_MOVED)
+    # the measured share is of single-site proposals only for single-site kinds (a block of k
+    # positions changes far more often than one position does)
+    single_site = moved is not None and not cfg.kind.block
+    rows = expected_rows(cfg, lengths, moved if single_site else DEFAULT_MOVED)
     return RunEstimate(len(dataset), len(lengths), rows, rate)
