@@ -1,7 +1,8 @@
 """MBR selection against mask-predict on the Multi30k CMLM (../shared/models/m30k-cmlm-e33).
 
     .venv/bin/python benchmarks/m30k_mbr.py [--n 1000] [--epochs 10] [--burn-in 2] [--chains 4]
-        [--length-beam 1] [--only NAME] [--out docs/results/m30k_mbr.md]
+        [--length-beam 5] [--lb-chains 1] [--utility bleu] [--batch-size 25] [--batching shared]
+        [--only NAME] [--no-baseline] [--out docs/results/m30k_mbr.md]
 
 Decodes the first --n sentences of test_2016_flickr (de->en) with mask-predict (10
 iterations, length beam 5) and with each chain setting, and reports for the chain settings
@@ -24,14 +25,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def settings(a):
-    chain = dict(mh_epochs=a.epochs, burn_in=a.burn_in, num_chains=a.chains, mh_select="mbr", mbr_utility="bleu")
-    annealed = dict(proposal_temperature=0.8, anneal_rate=0.05, min_target_temperature=0.2, force_accept_epochs=2)
+    """name -> (sampler options, length beam).  The PT setting runs chains // replicas chains,
+    so that its rows match the annealed setting's; its output replica is the coldest."""
+    chain = dict(mh_epochs=a.epochs, burn_in=a.burn_in, mh_select="mbr", mbr_utility=a.utility)
+    annealed = dict(proposal_temperature=0.8, anneal_rate=0.05, min_target_temperature=0.2)
+    ladder = "0.2,0.4,0.7,1"
+    pt_chains = max(1, a.chains // len(ladder.split(",")))
     return {
-        "annealed MH raw (T=0.8, -0.05/epoch)": dict(sampler="mh", energy="raw", **annealed, **chain),
-        "MH raw, tau=1": dict(sampler="mh", energy="raw", proposal_temperature=0.8, **chain),
-        "PT MH raw (1,0.8,0.6,0.4)": dict(sampler="pt-mh", energy="raw", proposal_temperature=0.8,
-                                          pt_temperatures="1,0.8,0.6,0.4", **chain),
+        "annealed MH raw (T=0.8, -0.05/epoch)": (
+            dict(sampler="mh", energy="raw", **annealed, force_accept_epochs=2, num_chains=a.chains, **chain), 1),
+        "annealed MH raw, mask-predict starts": (
+            dict(sampler="mh", energy="raw", warm_start="mask-predict", **annealed, num_chains=a.lb_chains, **chain),
+            a.length_beam),
+        "MH raw, tau=1": (dict(sampler="mh", energy="raw", proposal_temperature=0.8, num_chains=a.chains, **chain), 1),
+        f"PT MH raw ({ladder}), coldest replica output": (
+            dict(sampler="pt-mh", energy="raw", proposal_temperature=0.8, pt_temperatures=ladder,
+                 num_chains=pt_chains, **chain), 1),
     }
+
+
+def resident_bytes() -> int:
+    """The process's resident set now (Linux /proc), for the per-batch memory record."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def both_selections():
@@ -47,7 +63,7 @@ def both_selections():
 
         def _hypotheses(self, res, b, l):
             mbr, self.mbr = self.mbr, None
-            self.best_energy[self.batch_ids[b]] = super()._hypotheses(res, b, l)[0]["tokens"]
+            self.best_energy[self.batch_ids[b]] = super()._hypotheses(res, b, l)[0]
             self.mbr = mbr
             return super()._hypotheses(res, b, l)
 
@@ -59,14 +75,22 @@ def both_selections():
     return factory, made
 
 
+def _energy(hyps, n):
+    return sum(hyps[i]["energy"][0] for i in range(n)) / n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--burn-in", type=int, default=2)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--length-beam", type=int, default=1)
+    p.add_argument("--chains", type=int, default=4, help="chains per sentence at one length")
+    p.add_argument("--length-beam", type=int, default=5, help="lengths of the mask-predict-start setting")
+    p.add_argument("--lb-chains", type=int, default=1, help="chains per length of the mask-predict-start setting")
+    p.add_argument("--utility", default="bleu", choices=["bleu", "chrf"])
+    p.add_argument("--batch-size", type=int, default=25, help="sentences per batch (the soak's unit)")
+    p.add_argument("--batching", default="shared", choices=["shared", "sentence"])
     p.add_argument("--only", action="append", default=None, metavar="NAME")
     p.add_argument("--no-baseline", action="store_true", help="skip mask-predict")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_mbr.md"))
@@ -82,40 +106,59 @@ def main(argv=None):
 
     with exit_on_user_error("m30k_mbr"):
         dec, src, ref = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.n)
-    lines = ["| decoder | BLEU (MBR) | BLEU (best energy) | samples / sentence | distinct / sentence | model rows "
-             "| sampling s | MBR extra s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    n = len(src)
+    lines = ["| decoder | chains x lengths | BLEU (MBR) | BLEU (best energy) | E_raw (best energy) "
+             "| samples / sentence | distinct / sentence | model rows | sampling s | MBR extra s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    soak = []
+    common = dict(batch_size=a.batch_size, batching=a.batching)
     if not a.no_baseline:
         run = dec.run("mask-predict", SamplerConfig(sampler="mask-predict", decoding_iterations=10), src, ref,
-                      batch_size=25, length_beam=5)
-        lines.append(f"| mask-predict (10 it.), length beam 5 | - | {run.bleu:.2f} | - | - | {run.rows} "
-                     f"| {run.seconds:.1f} | - |")
+                      length_beam=5, **common)
+        lines.append(f"| mask-predict (10 it.) | 1 x 5 | - | {run.bleu:.2f} | {run.energy_raw:.2f} | - | - "
+                     f"| {run.rows} | {run.seconds:.1f} | - |")
         print(lines[-1], flush=True)
-    for name, opts in settings(a).items():
+    for name, (opts, lb) in settings(a).items():
         if a.only and name not in a.only:
             continue
         factory, made = both_selections()
+        rss = []
         t0 = time.time()
-        run = dec.run(name, SamplerConfig(**opts), src, ref, batch_size=25, length_beam=a.length_beam,
-                      generator_cls=factory)
+        run = dec.run(name, SamplerConfig(**opts), src, ref, length_beam=lb, generator_cls=factory,
+                      progress=lambda done, total: rss.append(resident_bytes()), **common)
         gen = made[-1]
-        best = [dec.decode_tokens(gen.best_energy[i]) for i in range(len(src))]
+        best = [dec.decode_tokens(gen.best_energy[i]["tokens"]) for i in range(n)]
         bleu_best = sacrebleu.corpus_bleu(best, [ref]).score
-        n = len(src)
-        lines.append(f"| {name}, {a.chains} chains, length beam {a.length_beam} | {run.bleu:.2f} | {bleu_best:.2f} "
-                     f"| {gen.mbr.samples / n:.0f} | {gen.mbr.distinct / n:.1f} | {run.rows} "
-                     f"| {run.seconds - gen.mbr.seconds:.1f} | {gen.mbr.seconds:.1f} |")
+        lines.append(f"| {name} | {opts['num_chains']} x {lb} | {run.bleu:.2f} | {bleu_best:.2f} "
+                     f"| {_energy(gen.best_energy, n):.2f} | {gen.mbr.samples / n:.0f} | {gen.mbr.distinct / n:.1f} "
+                     f"| {run.rows} | {run.seconds - gen.mbr.seconds:.1f} | {gen.mbr.seconds:.1f} |")
         print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
+        soak.append(_soak_line(name, opts["num_chains"] * lb, rss))
+        print(soak[-1], flush=True)
     cmd = shlex.join(["python", "benchmarks/m30k_mbr.py", *(argv if argv is not None else sys.argv[1:])])
-    text = (f"# MBR selection on the Multi30k CMLM (epoch 33)\n\nFirst {a.n} sentences of test_2016_flickr "
+    text = (f"# MBR selection on the Multi30k CMLM (epoch 33)\n\nFirst {n} sentences of test_2016_flickr "
             f"(de->en), model ../shared/models/m30k-cmlm-e33; chain settings: {a.epochs} epochs, burn-in "
-            f"{a.burn_in}, {a.chains} chains, length beam {a.length_beam}, proposal temperature 0.8; sacreBLEU on "
-            f"detokenized text; 2 shared CPU cores, torch {torch.__version__}.\n\nCommand: `{cmd.strip()}`\n\n"
-            + "\n".join(lines) + "\n")
+            f"{a.burn_in}, proposal temperature 0.8, MBR utility sentence {a.utility} on detokenized text; "
+            f"best energy = lowest target energy per position over the same samples' chains; "
+            f"{a.batch_size} sentences per batch, {a.batching} batching; 2 CPU cores, torch {torch.__version__}."
+            f"\n\nCommand: `{cmd.strip()}`\n\n" + "\n".join(lines)
+            + "\n\nResident memory after each batch (the soak record):\n\n" + "\n".join(soak) + "\n")
     from fairseq_mh.textio import atomic_write
 
     atomic_write(Path(a.out), text)
     print(text)
     return 0
+
+
+def _soak_line(name, chains, rss):
+    """Peak and spread of the resident set over the batches after the first."""
+    if len(rss) < 2:
+        return f"* {name}: {len(rss)} batch(es), too few for a soak record"
+    first, rest = rss[0], rss[1:]
+    spread = (max(rest) - min(rest)) / min(rest)
+    return (f"* {name} ({chains} chains per sentence): {len(rss)} batches; resident {first / 2**20:.0f} MiB after "
+            f"the first, {min(rest) / 2**20:.0f}-{max(rest) / 2**20:.0f} MiB after the others (spread {spread:.1%}, "
+            f"last/second {rest[-1] / rest[0] - 1:+.1%})")
 
 
 if __name__ == "__main__":

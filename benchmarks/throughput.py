@@ -13,7 +13,9 @@ For each model (the Multi30k CMLM of ../shared and the WMT-size stand-in of
   per-sentence key/value cache) and ``shared`` (rows of many sentences per call);
 * mask-predict sentences/s against fairseq's IterativeRefinementGenerator on the same sentences
   (CMLM only), with the number of identical hypotheses;
-* peak memory (CUDA: allocated; CPU: the process's maximum RSS) and the conditional cache's size;
+* peak memory (CUDA: allocated; CPU: the process's maximum RSS) per model and dtype, and per
+  decode mode (the resident high-water mark reset before each; on CUDA also the allocated
+  peak), with the conditional cache's size;
 * from the stand-in's rows/s, the wall time of a paper-scale WMT14 De-En MH run.
 A benchmark, not a test: about 10 minutes on 2 CPU cores.  Ratios are within one run.
 """
@@ -147,7 +149,9 @@ def decode_table(adapter, sample, device, epochs, chains, length=None):
         cfg = SamplerConfig(sampler=sampler, mh_epochs=epochs, num_chains=chains, block_size=4, seed=1)
         tokens = {}
         for mode, (batching, cached) in MODES.items():
+            reset_peak(device)
             r = decode(adapter, sample, cfg, batching, cached, device, length)
+            r["resident_peak_mb"], r["allocated_peak_mb"] = mode_peaks_mb(device)
             tokens[mode] = r.pop("tokens")
             out.append(dict(sampler=sampler, mode=mode, **r))
             print(f"  {sampler:8s} {mode:45s} {r['rows_per_s']:8.0f} rows/s  {r['rows_per_call']:6.0f} rows/call",
@@ -193,6 +197,33 @@ def peak_memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak(device):
+    """Starts a new peak: CUDA's allocated peak, and on Linux the resident high-water mark
+    (``/proc/self/clear_refs``), so each decode mode gets its own peaks."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def mode_peaks_mb(device):
+    """(resident peak since ``reset_peak``, CUDA allocated peak or None), in MB."""
+    import torch
+
+    resident = peak_memory_mb(torch.device("cpu"))
+    try:
+        with open("/proc/self/status") as f:
+            resident = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        pass
+    return resident, (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None)
 
 
 def load_models(a, device):
@@ -299,13 +330,16 @@ def markdown(report) -> str:
                      f"{x['rows_per_s']:.0f} | {100 * x['share_of_peak']:.0f}% |")
     L += ["", f"Load average when the run ended: {report['load']}.", ""]
     L += ["", "## MH decoding", "", "| model | dtype | sampler | mode | rows/s | sentences/s | rows/call | "
-          "x today | cache MB |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+          "x today | cache MB | resident peak MB | allocated peak MB |",
+          "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         for x in r["decode"]:
             today = next(y for y in r["decode"] if y["sampler"] == x["sampler"] and y["mode"].startswith("today"))
             L.append(f"| {r['model']} | {r['dtype']} | {x['sampler']} | {x['mode']} | {x['rows_per_s']:.0f} | "
                      f"{x['sentences_per_s']:.3f} | {x['rows_per_call']:.0f} | "
-                     f"{x['rows_per_s'] / today['rows_per_s']:.2f} | {x['cache_mb']:.1f} |")
+                     f"{x['rows_per_s'] / today['rows_per_s']:.2f} | {x['cache_mb']:.1f} | "
+                     f"{x.get('resident_peak_mb', float('nan')):.0f} | "
+                     f"{'-' if x.get('allocated_peak_mb') is None else format(x['allocated_peak_mb'], '.0f')} |")
     L += ["", "## Mask-predict against fairseq's IterativeRefinementGenerator", "",
           "| model | dtype | decoder | sentences | sentences/s | identical to IRG |", "|---|---|---|---:|---:|---:|"]
     for r in report["results"]:

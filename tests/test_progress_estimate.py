@@ -40,6 +40,33 @@ def test_single_site_mh_estimate_is_exact_given_how_many_proposals_moved(warm):
     assert expected_rows(cfg, starts.free.sum(1).tolist(), moved) == pytest.approx(ev.rows, rel=1e-12)
 
 
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_single_site_gibbs_estimate_follows_the_counted_rows_given_the_moved_share(temperature):
+    # rows are spent only after moves (a step whose conditional a move invalidated, and the
+    # epoch's energies); 2T per epoch, the old count, is 40% over at this moved share
+    starts = make_starts([7] * 4, [0, 1, 2, 3])
+    cfg = SamplerConfig(sampler="gibbs", mh_epochs=6, num_chains=50, proposal_temperature=temperature)
+    res, ev = _decode(cfg, starts)
+    moved = float(res.stats.novel.sum()) / float(res.stats.proposals.sum())
+    assert 0.3 < moved < 0.9
+    assert expected_rows(cfg, starts.free.sum(1).tolist(), moved) == pytest.approx(ev.rows, rel=0.03)
+
+
+def test_block_calibration_measures_blocks_and_the_estimate_uses_their_per_position_share():
+    from fairseq_mh.core.cost import DEFAULT_MOVED
+    from fairseq_mh.run_estimate import calibration_config, site_moved_share
+
+    block = SamplerConfig(sampler="block-mh", mh_epochs=8, burn_in=2, block_size=4)
+    cal = calibration_config(block)
+    assert (cal.mh_epochs, cal.burn_in, cal.no_block_anneal) == (2, 0, True)  # every proposal a 4-block
+    m = site_moved_share(block, 0.9)
+    assert 1 - (1 - m) ** 4 == pytest.approx(0.9)  # a block stays put when its 4 positions do
+    single = SamplerConfig(sampler="mh")
+    assert site_moved_share(single, 0.3) == 0.3 and site_moved_share(single, None) == DEFAULT_MOVED
+    mp = SamplerConfig(sampler="mask-predict", report_energy=True)
+    assert calibration_config(mp) is mp  # its energy rows are part of the calibrated shapes
+
+
 @pytest.mark.parametrize("sampler", ["block-mh", "gibbs", "block-gibbs"])
 def test_estimate_bounds_the_other_chain_samplers(sampler):
     starts = make_starts([7, 5, 6], [0, 1, 2])

@@ -13,7 +13,9 @@ free length T is known:
 * block-MH epoch at block size k >= 2: one row per block of two or more positions, plus T
   rows for the energy of each such block that changes (probability 1 - (1 - moved)^k); a
   last block of one position moves as a single site;
-* degenerate (block) Gibbs epoch: up to one row per step plus T rows to report energies.
+* degenerate Gibbs epoch: a row for each step that follows a move in its epoch, and one
+  for each position whose conditional a later move invalidated (the epoch's energies);
+* degenerate block Gibbs epoch at k >= 2: one row per block plus T rows for the energies.
 
 MH's count is exact given the number of proposals that moved; mask-predict's is exact.
 """
@@ -41,13 +43,24 @@ def start_rows(cfg: SamplerConfig, T: int) -> int:
 def epoch_rows(cfg: SamplerConfig, T: int, k: int, moved: float) -> float:
     """Expected rows of one chain's epoch at block size k."""
     if not cfg.kind.exact:  # degenerate Gibbs
-        return 2.0 * T if k == 1 else math.ceil(T / k) + T
+        return _gibbs_site_rows(T, moved) if k == 1 else math.ceil(T / k) + T
     if k == 1:
         return moved * T * max(T - 1, 0)
     blocks = math.ceil(T / k)
     lone = 1 if T - (blocks - 1) * k == 1 else 0  # a last block of one position
     changes = 1.0 - (1.0 - moved) ** k
     return (blocks - lone) * (1 + changes * T) + lone * moved * max(T - 1, 0)
+
+
+def _gibbs_site_rows(T: int, moved: float) -> float:
+    """Single-site Gibbs: the step at the s-th position of an epoch needs a row when a move
+    happened earlier in the epoch (probability 1 - (1 - moved)^(s-1)), and the epoch's
+    energies need one for each position a later step moved away from (1 - (1 - moved)^(T-s)):
+    2 * sum_j (1 - (1 - moved)^j) over j < T, moves taken as independent."""
+    if moved <= 0.0:
+        return 0.0
+    stay = 1.0 - moved
+    return 2.0 * (T - (1.0 - stay ** T) / moved)
 
 
 def expected_rows(cfg: SamplerConfig, free_lengths: Iterable[int], moved: float = DEFAULT_MOVED) -> float:
