@@ -6,10 +6,12 @@
 
 Decodes the first --n sentences of test_2016_flickr (de->en) with mask-predict (10
 iterations, length beam 5) and with each chain setting, and reports for the chain settings
-two selections of the same samples: MBR (``--mh-select mbr``, sentence BLEU on detokenized
-text, visit-count weights) and the lowest mean target energy over all chains and lengths
-(``--mh-select best``).  Columns: sacreBLEU of each, samples per sentence, distinct samples
-per sentence, model rows, sampling seconds and MBR's extra seconds.  A benchmark, not a test.
+three selections of the same samples: MBR (``--mh-select mbr``, --utility on detokenized
+text, visit-count weights), MBR under the other utility (chrF or BLEU), and the lowest mean
+target energy over all chains and lengths (``--mh-select best``).  Columns: sacreBLEU of
+each, the best-energy choices' mean raw energy, samples per sentence, distinct samples per
+sentence, model rows, sampling seconds and the MBR's extra seconds; then the resident memory
+after each batch (a soak record).  A benchmark, not a test.
 """
 
 import argparse
@@ -51,8 +53,11 @@ def resident_bytes() -> int:
 
 
 def both_selections():
-    """A generator factory whose generators also keep the best-energy choice of each sentence."""
+    """A generator factory whose generators also keep, for each sentence, the best-energy
+    choice and the MBR choice under the other utility (chrF for BLEU and back) of the same
+    samples; the run's MBR time is the primary utility's only."""
     from fairseq_mh.generator import MHGenerator
+    from fairseq_mh.mbr_output import MBRSelector
 
     made = []
 
@@ -62,14 +67,19 @@ def both_selections():
             return super().generate(models, sample, **kwargs)
 
         def _hypotheses(self, res, b, l):
-            mbr, self.mbr = self.mbr, None
-            self.best_energy[self.batch_ids[b]] = super()._hypotheses(res, b, l)[0]
+            mbr, i = self.mbr, self.batch_ids[b]
+            self.mbr = None
+            self.best_energy[i] = super()._hypotheses(res, b, l)[0]
+            if self.other is None:
+                self.other = MBRSelector("chrf" if self.cfg.mbr_utility == "bleu" else "bleu", mbr.text)
+            self.mbr = self.other
+            self.other_mbr[i] = super()._hypotheses(res, b, l)[0]
             self.mbr = mbr
             return super()._hypotheses(res, b, l)
 
     def factory(*args, **kwargs):
         made.append(Both(*args, **kwargs))
-        made[-1].best_energy = {}
+        made[-1].best_energy, made[-1].other_mbr, made[-1].other = {}, {}, None
         return made[-1]
 
     return factory, made
@@ -107,15 +117,16 @@ def main(argv=None):
     with exit_on_user_error("m30k_mbr"):
         dec, src, ref = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.n)
     n = len(src)
-    lines = ["| decoder | chains x lengths | BLEU (MBR) | BLEU (best energy) | E_raw (best energy) "
-             "| samples / sentence | distinct / sentence | model rows | sampling s | MBR extra s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    other = "chrf" if a.utility == "bleu" else "bleu"
+    lines = [f"| decoder | chains x lengths | BLEU (MBR, {a.utility}) | BLEU (MBR, {other}) | BLEU (best energy) "
+             "| E_raw (best energy) | samples / sentence | distinct / sentence | model rows | sampling s "
+             f"| MBR ({a.utility}) extra s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     soak = []
     common = dict(batch_size=a.batch_size, batching=a.batching)
     if not a.no_baseline:
         run = dec.run("mask-predict", SamplerConfig(sampler="mask-predict", decoding_iterations=10), src, ref,
                       length_beam=5, **common)
-        lines.append(f"| mask-predict (10 it.) | 1 x 5 | - | {run.bleu:.2f} | {run.energy_raw:.2f} | - | - "
+        lines.append(f"| mask-predict (10 it.) | 1 x 5 | - | - | {run.bleu:.2f} | {run.energy_raw:.2f} | - | - "
                      f"| {run.rows} | {run.seconds:.1f} | - |")
         print(lines[-1], flush=True)
     for name, (opts, lb) in settings(a).items():
@@ -129,9 +140,11 @@ def main(argv=None):
         gen = made[-1]
         best = [dec.decode_tokens(gen.best_energy[i]["tokens"]) for i in range(n)]
         bleu_best = sacrebleu.corpus_bleu(best, [ref]).score
-        lines.append(f"| {name} | {opts['num_chains']} x {lb} | {run.bleu:.2f} | {bleu_best:.2f} "
+        other = [dec.decode_tokens(gen.other_mbr[i]["tokens"]) for i in range(n)]
+        bleu_other = sacrebleu.corpus_bleu(other, [ref]).score
+        lines.append(f"| {name} | {opts['num_chains']} x {lb} | {run.bleu:.2f} | {bleu_other:.2f} | {bleu_best:.2f} "
                      f"| {_energy(gen.best_energy, n):.2f} | {gen.mbr.samples / n:.0f} | {gen.mbr.distinct / n:.1f} "
-                     f"| {run.rows} | {run.seconds - gen.mbr.seconds:.1f} | {gen.mbr.seconds:.1f} |")
+                     f"| {run.rows} | {run.seconds - gen.mbr.seconds - gen.other.seconds:.1f} | {gen.mbr.seconds:.1f} |")
         print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
         soak.append(_soak_line(name, opts["num_chains"] * lb, rss))
         print(soak[-1], flush=True)
@@ -151,14 +164,14 @@ def main(argv=None):
 
 
 def _soak_line(name, chains, rss):
-    """Peak and spread of the resident set over the batches after the first."""
+    """How far the resident set strays, batch after batch, from its value after the first."""
     if len(rss) < 2:
         return f"* {name}: {len(rss)} batch(es), too few for a soak record"
     first, rest = rss[0], rss[1:]
-    spread = (max(rest) - min(rest)) / min(rest)
+    worst = max(abs(r - first) for r in rest) / first
     return (f"* {name} ({chains} chains per sentence): {len(rss)} batches; resident {first / 2**20:.0f} MiB after "
-            f"the first, {min(rest) / 2**20:.0f}-{max(rest) / 2**20:.0f} MiB after the others (spread {spread:.1%}, "
-            f"last/second {rest[-1] / rest[0] - 1:+.1%})")
+            f"the first, {min(rest) / 2**20:.0f}-{max(rest) / 2**20:.0f} MiB after the others (at most "
+            f"{worst:.1%} from the first; last {rest[-1] / first - 1:+.1%})")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,9 @@ def mask_predict_vs_irg(dec, batches, device):
 
     d = dec.task.target_dictionary
     text = lambda t: d.string(t, extra_symbols_to_ignore={d.bos(), d.eos()})  # noqa: E731
-    cfg = SamplerConfig(sampler="mask-predict", decoding_iterations=10, mask_predict_min_remask=0)
+    # report_energy=False: as fairseq-mh-generate without --mh-trace or --mh-dump-samples
+    # (IRG computes no energies either)
+    cfg = SamplerConfig(sampler="mask-predict", decoding_iterations=10, mask_predict_min_remask=0, report_energy=False)
     res = {}
     for name in ("fairseq IterativeRefinementGenerator", "fairseq_mh sentence", "fairseq_mh shared"):
         if "Iterative" in name:
