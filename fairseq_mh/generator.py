@@ -36,6 +36,7 @@ from .core.cost import expected_rows
 from .core.energy import ENERGIES
 from .diagnostics import Convergence
 from .errors import UserError
+from .heap import release_freed_memory
 from .mbr_output import MBRSelector
 from .models.adapters import adapter_for, length_candidates
 from .progress import DecodeProgress
@@ -147,7 +148,10 @@ class MHGenerator:
                                                      self.cfg.energy, self._text) + diagnostics)
         if self._dump is not None:
             write_records(self._dump, sample_records(res, ids, l, self._text))
-        return [self._hypotheses(res, b, l) for b in range(B)]
+        hypotheses = [self._hypotheses(res, b, l) for b in range(B)]
+        del res, ev, decoder, encs, starts  # the batch's caches, so that the heap can give them back
+        release_freed_memory()
+        return hypotheses
 
     def _count(self, res, ev, sentences: int, seconds: float) -> None:
         """Adds a batch to the run's totals (the end-of-run summary)."""

@@ -79,6 +79,7 @@ class DecodeProgress:
 
     def end_batch(self) -> None:
         self.rows_before += self.ev.rows - self.ev_rows0
+        self.ev = None  # not kept alive (with the batch's encoder states) until the next batch
         if self._bar is not None:
             self._bar.close()
             self._bar = None

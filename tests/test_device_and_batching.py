@@ -296,3 +296,29 @@ def test_generate_applies_bf16_and_both_batching_modes(tiny_cmlm):
     assert set(fp32) == set(shared) == set(bf16) and len(fp32) > 0
     same = sum(fp32[i][0][1] == shared[i][0][1] for i in fp32)
     assert same == len(fp32)  # float rounding flips no decision on this model
+
+
+def test_a_batch_frees_its_state_and_hands_the_heap_back(family, monkeypatch):
+    # nothing of a finished batch stays referenced (its evaluator holds the encoder states and
+    # keys/values), and the freed heap is returned after each batch: a long run stays flat
+    import gc
+    import weakref
+
+    from fairseq_mh import generator as generator_module
+
+    made, trims = [], []
+
+    class Tracked(generator_module.RowEvaluator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(generator_module, "RowEvaluator", Tracked)
+    monkeypatch.setattr(generator_module, "release_freed_memory", lambda: trims.append(len(made)) or True)
+    dec, sample = family
+    _, gen = _decode(dec, sample, "shared")
+    _decode(dec, sample, "sentence")
+    gc.collect()
+    assert len(made) == 2 and all(r() is None for r in made)
+    assert trims == [1, 2]  # once per batch, after the batch's evaluator was made
+    assert gen.progress.ev is None
