@@ -23,6 +23,8 @@ import time
 import warnings
 from pathlib import Path
 
+from soak_m30k import resident_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,12 +46,6 @@ def settings(a):
             dict(sampler="pt-mh", energy="raw", proposal_temperature=0.8, pt_temperatures=ladder,
                  num_chains=pt_chains, **chain), 1),
     }
-
-
-def resident_bytes() -> int:
-    """The process's resident set now (Linux /proc), for the per-batch memory record."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def both_selections():
@@ -89,6 +85,28 @@ def _energy(hyps, n):
     return sum(hyps[i]["energy"][0] for i in range(n)) / n
 
 
+def _chain_row(dec, name, opts, lb, src, ref, common):
+    """One chain setting's table row (its three selections) and its soak line."""
+    import sacrebleu
+
+    from fairseq_mh.core.config import SamplerConfig
+
+    factory, made = both_selections()
+    rss = []
+    run = dec.run(name, SamplerConfig(**opts), src, ref, length_beam=lb, generator_cls=factory,
+                  progress=lambda done, total: rss.append(resident_bytes()), **common)
+    gen, n = made[-1], len(src)
+
+    def bleu(choices):
+        return sacrebleu.corpus_bleu([dec.decode_tokens(choices[i]["tokens"]) for i in range(n)], [ref]).score
+
+    row = (f"| {name} | {opts['num_chains']} x {lb} | {run.bleu:.2f} | {bleu(gen.other_mbr):.2f} "
+           f"| {bleu(gen.best_energy):.2f} | {_energy(gen.best_energy, n):.2f} | {gen.mbr.samples / n:.0f} "
+           f"| {gen.mbr.distinct / n:.1f} | {run.rows} | {run.seconds - gen.mbr.seconds - gen.other.seconds:.1f} "
+           f"| {gen.mbr.seconds:.1f} |")
+    return row, _soak_line(name, opts["num_chains"] * lb, rss)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
@@ -107,7 +125,6 @@ def main(argv=None):
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
-    import sacrebleu
     import torch
 
     from fairseq_mh.core.config import SamplerConfig
@@ -132,21 +149,11 @@ def main(argv=None):
     for name, (opts, lb) in settings(a).items():
         if a.only and name not in a.only:
             continue
-        factory, made = both_selections()
-        rss = []
         t0 = time.time()
-        run = dec.run(name, SamplerConfig(**opts), src, ref, length_beam=lb, generator_cls=factory,
-                      progress=lambda done, total: rss.append(resident_bytes()), **common)
-        gen = made[-1]
-        best = [dec.decode_tokens(gen.best_energy[i]["tokens"]) for i in range(n)]
-        bleu_best = sacrebleu.corpus_bleu(best, [ref]).score
-        other = [dec.decode_tokens(gen.other_mbr[i]["tokens"]) for i in range(n)]
-        bleu_other = sacrebleu.corpus_bleu(other, [ref]).score
-        lines.append(f"| {name} | {opts['num_chains']} x {lb} | {run.bleu:.2f} | {bleu_other:.2f} | {bleu_best:.2f} "
-                     f"| {_energy(gen.best_energy, n):.2f} | {gen.mbr.samples / n:.0f} | {gen.mbr.distinct / n:.1f} "
-                     f"| {run.rows} | {run.seconds - gen.mbr.seconds - gen.other.seconds:.1f} | {gen.mbr.seconds:.1f} |")
+        row, soak_line = _chain_row(dec, name, opts, lb, src, ref, common)
+        lines.append(row)
         print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
-        soak.append(_soak_line(name, opts["num_chains"] * lb, rss))
+        soak.append(soak_line)
         print(soak[-1], flush=True)
     cmd = shlex.join(["python", "benchmarks/m30k_mbr.py", *(argv if argv is not None else sys.argv[1:])])
     text = (f"# MBR selection on the Multi30k CMLM (epoch 33)\n\nFirst {n} sentences of test_2016_flickr "

@@ -21,9 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def resident_mib() -> float:
+def resident_bytes() -> int:
+    """The process's resident set now (Linux /proc)."""
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main(argv=None):
@@ -55,7 +56,7 @@ def main(argv=None):
     for lo in range(0, len(ds), a.batch_size):
         sample = ds.collater([ds[i] for i in range(lo, min(lo + a.batch_size, len(ds)))])
         gen.generate(dec.models, sample)
-        batches.append((resident_mib(), int(sample["net_input"]["src_lengths"].max())))
+        batches.append((resident_bytes() / 2**20, int(sample["net_input"]["src_lengths"].max())))
         print(f"batch {len(batches)}: {batches[-1][0]:.0f} MiB (longest source {batches[-1][1]})", flush=True)
     gen.close()
     first = batches[0][0]
