@@ -322,3 +322,34 @@ def test_a_batch_frees_its_state_and_hands_the_heap_back(family, monkeypatch):
     assert len(made) == 2 and all(r() is None for r in made)
     assert trims == [1, 2]  # once per batch, after the batch's evaluator was made
     assert gen.progress.ev is None
+
+
+def test_shared_calls_group_rows_of_similar_width_and_return_logits_in_row_order():
+    """Without grouping by sentence, rows are sorted into calls of similar width (padding at most
+    the slack), and the logits still come back in the caller's row-major order."""
+    from fairseq_mh.core.conditional import width_groups
+
+    lengths = torch.tensor([9, 3, 3, 10, 4, 9, 3, 10])
+    groups = width_groups(lengths, 0.3)
+    assert sorted(torch.cat(groups).tolist()) == list(range(8))
+    for g in groups:
+        w = lengths[g]
+        assert int(w.max()) * w.numel() <= 1.3 * int(w.sum())
+    assert [sorted(lengths[g].tolist()) for g in groups] == [[3, 3, 3, 4], [9, 9, 10, 10]]
+
+    calls = []
+
+    def fn(tokens, context, select):
+        calls.append(tokens.size(1))
+        ids = tokens.masked_fill(tokens == PAD, 0).sum(1, keepdim=True).double()  # a row's own tag
+        return (ids.expand_as(tokens)[select])[:, None] * torch.ones(1, 3, dtype=torch.float64)
+
+    tokens = torch.full((8, 10), PAD)
+    for r, n in enumerate(lengths.tolist()):
+        tokens[r, :n] = 100 + r
+    select = tokens.ne(PAD) & (torch.arange(10) < 2)
+    out = RowEvaluator(fn, pad=PAD, group_by_context=False)(tokens, torch.arange(8) % 3, select)
+    expected = torch.cat([torch.full((int(select[r].sum()),), float((100 + r) * n), dtype=torch.float64)
+                          for r, n in enumerate(lengths.tolist())])
+    assert calls == [4, 10]  # two calls, each no wider than its own longest row
+    torch.testing.assert_close(out[:, 0], expected)

@@ -1,0 +1,84 @@
+"""Where an MH decode's time goes: torch.profiler's operator table for one batching mode and dtype.
+
+    .venv/bin/python benchmarks/profile_decode.py [--dtype float32|bfloat16] [--batching shared|sentence]
+        [--sentences 16] [--chains 4] [--rows 22] [--out docs/results/profile_m30k_<dtype>_<batching>.md]
+
+Decodes the first --sentences of Multi30k test_2016_flickr with ../shared/models/m30k-cmlm-e33
+(MH, one epoch, one length, the K/V cache on) once to warm up and once under the profiler, the
+way ``benchmarks/throughput.py`` decodes, and writes the operators that took the most self time.
+This is the table to read before changing the step loop or the attention: it says whether the
+time is in the matmuls (``addmm``/``mm``), in attention, or in copies and gathers.  A benchmark,
+not a test (under a minute on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--batching", default="shared", choices=["shared", "sentence"])
+    p.add_argument("--sentences", type=int, default=16)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--rows", type=int, default=22, help="operators listed")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import torch
+    from torch.profiler import profile
+
+    import throughput as tp
+    from fairseq_mh.core import SamplerConfig
+    from fairseq_mh.errors import exit_on_user_error
+    from fairseq_mh.evaluation import load_multi30k
+    from fairseq_mh.models.adapters import adapter_for
+    from fairseq_mh.textio import atomic_write
+
+    with exit_on_user_error("profile_decode"):
+        dec, src, _ = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.sentences)
+    toks = dec.encode(src)
+    ds = dec.task.build_dataset_for_inference(toks, [len(t) for t in toks])
+    sample = ds.collater([ds[i] for i in range(len(ds))])
+    model = copy.deepcopy(dec.models[0]).to(dtype=getattr(torch, a.dtype)).eval()
+    adapter = adapter_for(model, dec.task.target_dictionary)
+    cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=a.chains, seed=1)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        tp.decode(adapter, sample, cfg, a.batching, True, cpu)
+        with profile() as prof:
+            r = tp.decode(adapter, sample, cfg, a.batching, True, cpu)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    cmd = "python benchmarks/profile_decode.py" + "".join(f" {shlex.quote(x)}" for x in (argv or sys.argv[1:]))
+    lines = [f"# Profile: MH on the Multi30k CMLM, {a.dtype}, `--mh-batching {a.batching}`", "",
+             f"Command: `{cmd}`", "",
+             f"{len(src)} sentences of test_2016_flickr, {a.chains} chains, 1 epoch, one length, K/V cache on; "
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}.", "",
+             f"Under the profiler: {r['rows']} rows in {r['calls']} calls ({r['rows_per_call']:.0f} rows/call), "
+             f"{r['rows_per_s']:.0f} rows/s (the profiler's own overhead included).", "",
+             "| operator | self time share | self ms | calls | µs per call |", "|---|---:|---:|---:|---:|"]
+    for e in events[: a.rows]:
+        lines.append(f"| `{e.key}` | {100 * e.self_cpu_time_total / total:.1f}% | {e.self_cpu_time_total / 1e3:.0f} "
+                     f"| {e.count} | {e.self_cpu_time_total / max(e.count, 1):.0f} |")
+    text = "\n".join(lines) + "\n"
+    out = Path(a.out or REPO / "docs" / "results" / f"profile_m30k_{a.dtype}_{a.batching}.md")
+    atomic_write(out, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
