@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/m30k_mbr.py [--n 1000] [--epochs 10] [--burn-in 2] [--chains 4]
         [--length-beam 5] [--lb-chains 1] [--utility bleu] [--batch-size 25] [--batching shared]
-        [--only NAME] [--no-baseline] [--out docs/results/m30k_mbr.md]
+        [--only NAME] [--no-baseline] [--split test_2016_flickr] [--dump DIR] [--out docs/results/m30k_mbr.md]
 
 Decodes the first --n sentences of test_2016_flickr (de->en) with mask-predict (10
 iterations, length beam 5) and with each chain setting, and reports for the chain settings
@@ -11,7 +11,10 @@ text, visit-count weights), MBR under the other utility (chrF or BLEU), and the 
 target energy over all chains and lengths (``--mh-select best``).  Columns: sacreBLEU of
 each, the best-energy choices' mean raw energy, samples per sentence, distinct samples per
 sentence, model rows, sampling seconds and the MBR's extra seconds; then the resident memory
-after each batch (a soak record).  A benchmark, not a test.
+after each batch (a soak record).  ``--split val`` decodes the validation set instead (to
+tune on); ``--dump DIR`` keeps each chain setting's trace and samples there
+(``trace_<k>.jsonl``, ``samples_<k>.jsonl``, k its row) for ``benchmarks/mbr_offline.py``.
+A benchmark, not a test.
 """
 
 import argparse
@@ -85,7 +88,7 @@ def _energy(hyps, n):
     return sum(hyps[i]["energy"][0] for i in range(n)) / n
 
 
-def _chain_row(dec, name, opts, lb, src, ref, common):
+def _chain_row(dec, name, opts, lb, src, ref, common, files=None):
     """One chain setting's table row (its three selections) and its soak line."""
     import sacrebleu
 
@@ -94,7 +97,7 @@ def _chain_row(dec, name, opts, lb, src, ref, common):
     factory, made = both_selections()
     rss = []
     run = dec.run(name, SamplerConfig(**opts), src, ref, length_beam=lb, generator_cls=factory,
-                  progress=lambda done, total: rss.append(resident_bytes()), **common)
+                  progress=lambda done, total: rss.append(resident_bytes()), **(files or {}), **common)
     gen, n = made[-1], len(src)
 
     def bleu(choices):
@@ -121,6 +124,8 @@ def main(argv=None):
     p.add_argument("--batching", default="shared", choices=["shared", "sentence"])
     p.add_argument("--only", action="append", default=None, metavar="NAME")
     p.add_argument("--no-baseline", action="store_true", help="skip mask-predict")
+    p.add_argument("--split", default="test_2016_flickr", choices=["test_2016_flickr", "val"])
+    p.add_argument("--dump", type=Path, default=None, metavar="DIR", help="keep traces and samples here")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_mbr.md"))
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -132,7 +137,9 @@ def main(argv=None):
     from fairseq_mh.evaluation import load_multi30k
 
     with exit_on_user_error("m30k_mbr"):
-        dec, src, ref = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.n)
+        dec, src, ref = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.n, a.split)
+        if a.dump is not None:
+            a.dump.mkdir(parents=True, exist_ok=True)
     n = len(src)
     other = "chrf" if a.utility == "bleu" else "bleu"
     lines = [f"| decoder | chains x lengths | BLEU (MBR, {a.utility}) | BLEU (MBR, {other}) | BLEU (best energy) "
@@ -146,17 +153,18 @@ def main(argv=None):
         lines.append(f"| mask-predict (10 it.) | 1 x 5 | - | - | {run.bleu:.2f} | {run.energy_raw:.2f} | - | - "
                      f"| {run.rows} | {run.seconds:.1f} | - |")
         print(lines[-1], flush=True)
-    for name, (opts, lb) in settings(a).items():
+    for k, (name, (opts, lb)) in enumerate(settings(a).items()):
         if a.only and name not in a.only:
             continue
         t0 = time.time()
-        row, soak_line = _chain_row(dec, name, opts, lb, src, ref, common)
+        files = None if a.dump is None else dict(trace=a.dump / f"trace_{k}.jsonl", dump=a.dump / f"samples_{k}.jsonl")
+        row, soak_line = _chain_row(dec, name, opts, lb, src, ref, common, files)
         lines.append(row)
         print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
         soak.append(soak_line)
         print(soak[-1], flush=True)
     cmd = shlex.join(["python", "benchmarks/m30k_mbr.py", *(argv if argv is not None else sys.argv[1:])])
-    text = (f"# MBR selection on the Multi30k CMLM (epoch 33)\n\nFirst {n} sentences of test_2016_flickr "
+    text = (f"# MBR selection on the Multi30k CMLM (epoch 33)\n\nFirst {n} sentences of {a.split} "
             f"(de->en), model ../shared/models/m30k-cmlm-e33; chain settings: {a.epochs} epochs, burn-in "
             f"{a.burn_in}, proposal temperature 0.8, MBR utility sentence {a.utility} on detokenized text; "
             f"best energy = lowest target energy per position over the same samples' chains; "

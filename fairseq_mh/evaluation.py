@@ -81,9 +81,10 @@ class Decoder:
     def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
             batch_size: int = 32, length_beam: int = 1, length_style: str = "top", trace: Optional[Path] = None,
             progress=None, decode_progress=None, batching: str = "sentence", max_tokens: int = 32768,
-            generator_cls=None) -> RunSummary:
+            generator_cls=None, dump: Optional[Path] = None) -> RunSummary:
         """Decodes ``sentences``; ``progress(done, total)`` is called after each batch and
-        ``decode_progress`` (a ``progress.DecodeProgress``) reports inside batches."""
+        ``decode_progress`` (a ``progress.DecodeProgress``) reports inside batches.  A given
+        ``trace`` is kept; ``dump`` receives the post-burn-in samples (``--mh-dump-samples``)."""
         import sacrebleu
 
         own_trace = trace is None
@@ -92,7 +93,8 @@ class Decoder:
             tmp.close()
             trace = Path(tmp.name)
         gen = self.generator(sampler_cfg, generator_cls, length_beam=length_beam, length_style=length_style,
-                             trace_path=str(trace), progress=decode_progress, batching=batching, max_tokens=max_tokens)
+                             trace_path=str(trace), progress=decode_progress, batching=batching, max_tokens=max_tokens,
+                             dump_path=None if dump is None else str(dump))
         t0 = time.time()
         out = {i: h[0] for i, h in self.hypotheses(gen, sentences, batch_size, progress).items()}
         seconds = time.time() - t0
@@ -150,9 +152,9 @@ def load_decoder(checkpoint: Path, dict_dir: Path, task_name: str = "translation
     return Decoder(task, models, spm)
 
 
-def load_multi30k(shared: Path, model_name: str, n: Optional[int] = None):
+def load_multi30k(shared: Path, model_name: str, n: Optional[int] = None, split: str = "test_2016_flickr"):
     """(decoder, sources, references): a Multi30k CMLM of ``shared``/models and the first ``n``
-    sentences of test_2016_flickr (de->en), for benchmarks; decoding on two threads."""
+    sentences of ``split`` (de->en; ``val`` to tune on), for benchmarks; decoding on two threads."""
     import gzip
 
     import torch
@@ -160,12 +162,12 @@ def load_multi30k(shared: Path, model_name: str, n: Optional[int] = None):
     from .errors import UserError
 
     model, data = Path(shared) / "models" / model_name, Path(shared) / "data" / "multi30k"
-    if not (model / "checkpoint.pt").is_file() or not (data / "test_2016_flickr.de.gz").is_file():
+    if not (model / "checkpoint.pt").is_file() or not (data / f"{split}.de.gz").is_file():
         raise UserError(f"{model} or {data} is missing: pass --shared (the folder with models/ and data/)")
     torch.set_num_threads(2)
 
     def lines(lang):
-        with gzip.open(data / f"test_2016_flickr.{lang}.gz", "rt", encoding="utf-8") as f:
+        with gzip.open(data / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
             return f.read().splitlines()[:n]
 
     dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")

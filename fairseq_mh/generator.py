@@ -100,7 +100,8 @@ class MHGenerator:
         # chain samplers: convergence diagnostics per batch (trace records, the corpus summary)
         self.convergence = Convergence(sampler_cfg.energy) if sampler_cfg.kind.is_chain else None
         # --mh-select mbr ranks samples by expected utility on the printed text (output_text)
-        self.mbr = (MBRSelector(sampler_cfg.mbr_utility, output_text or self._text)
+        self.mbr = (MBRSelector(sampler_cfg.mbr_utility, output_text or self._text, sampler_cfg.mbr_score_weight,
+                                sampler_cfg.energy)
                     if sampler_cfg.mh_select == "mbr" else None)
 
     # ------------------------------------------------------------------

@@ -4,7 +4,8 @@ All post-burn-in samples of a sentence (every chain, every length candidate) are
 distinct token rows are post-processed once each into the text the user will see
 (``output_text``), and ``core.mbr.mbr_select`` scores each against the others weighted by
 visit counts.  The hypothesis score is the expected utility / 100 (sentence BLEU or chrF as
-a fraction); ties within ``core.mbr.TIE_TOLERANCE`` go to the winner MBR chose.  The time
+a fraction), plus, with ``--mbr-score-weight`` w > 0, w / 100 times minus the sample's target
+energy per position (hybrid MBR: the model's own ranking breaks near-ties of consensus); ties within ``core.mbr.TIE_TOLERANCE`` go to the winner MBR chose.  The time
 spent and the samples seen are counted for the run's report.
 """
 
@@ -15,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from .core.energy import ENERGIES
 from .core.mbr import TIE_TOLERANCE, mbr_select
 from .core.utility import make_utility
 
@@ -24,9 +26,12 @@ __all__ = ["MBRSelector"]
 class MBRSelector:
     """Ranks a sentence's samples by expected utility (the generator's candidates format)."""
 
-    def __init__(self, utility: str, text: Callable[[torch.Tensor], str]):
+    def __init__(self, utility: str, text: Callable[[torch.Tensor], str], score_weight: float = 0.0,
+                 energy: str = "raw"):
         self.utility = make_utility(utility)
         self.text = text
+        self.score_weight = score_weight  # > 0: hybrid MBR, + weight x minus the target energy per position
+        self.energy = ENERGIES[energy]
         self.seconds = 0.0  # spent selecting, over the run
         self.samples = 0  # post-burn-in samples selected from
         self.distinct = 0  # distinct strings scored
@@ -45,15 +50,20 @@ class MBRSelector:
         first = torch.full((uniq.size(0),), tok.size(0), dtype=torch.long).scatter_reduce(
             0, inverse, torch.arange(tok.size(0)), reduce="amin")
         strings = [self.text(row) for row in uniq]
-        pick = mbr_select(strings, counts.tolist(), self.utility)
-        eu = dict(zip(pick.candidates, pick.expected_utility.tolist()))
+        energy = res.sample_energy[:, chains].reshape(-1, 2)[first]
+        scores = None
+        if self.score_weight:  # minus the target energy per position, as --mh-select best ranks
+            n_free = res.n_free[chains.repeat(res.samples.size(0))][first].clamp(min=1).double()
+            scores = (-energy[:, self.energy].double() / n_free).tolist()
+        pick = mbr_select(strings, counts.tolist(), self.utility, scores, self.score_weight)
+        eu = dict(zip(pick.candidates, pick.objective.tolist()))
         score = torch.tensor([eu[s] for s in strings], dtype=torch.float64)
         best = score.max()
         score = torch.where(score >= best - TIE_TOLERANCE, best, score)
         lead = strings.index(pick.best)  # first, so that a stable sort keeps it ahead of the tied
         perm = torch.tensor([lead] + [i for i in range(len(strings)) if i != lead])
+        energy = energy[perm]
         first = first[perm]
-        energy = res.sample_energy[:, chains].reshape(-1, 2)[first]
         terms = res.sample_terms[:, chains].reshape(-1, L, 2)[first]
         self.seconds += time.perf_counter() - t0
         self.samples += tok.size(0)

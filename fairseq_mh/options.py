@@ -81,6 +81,12 @@ class MHDecodingConfig(FairseqDataclass):
         default=_D.mbr_utility,
         metadata={"help": "utility of MBR selection (mh-select mbr): sacreBLEU sentence BLEU or chrF on the printed text"},
     )
+    mbr_score_weight: float = field(
+        default=_D.mbr_score_weight,
+        metadata={"help": "MBR selection (mh-select mbr) maximises expected utility + this weight x minus the sample's "
+                          "target energy per position (hybrid MBR; 0: plain MBR; 32 was best on the Multi30k "
+                          "validation set, see docs/results/m30k_mbr.md)"},
+    )
     warm_start: ChoiceEnum([w for w in WARM_STARTS if w != "given"]) = field(
         default=_D.warm_start,
         metadata={"help": "chain start: greedy fill of the all-mask sequence, a mask-predict decode, uniform random "

@@ -161,3 +161,29 @@ def test_mbr_needs_no_fairseq():
             "import fairseq_mh.core.mbr, fairseq_mh.core.utility\n"
             "assert not any(m.split('.')[0] == 'fairseq' for m in sys.modules if sys.modules[m] is not None)")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.mark.parametrize("name", UTILS)
+def test_score_weight_adds_model_scores_and_moves_the_winner_at_the_crossover(name):
+    # disjoint strings: EU = 100 c_h / N = 50, 33.3, 16.7; a model score of 1 on the second
+    # string overtakes the first's 16.7-point lead once the weight passes 100/6
+    samples, counts, scores = ["ab cd", "ef gh", "ij kl"], [3, 2, 1], [0.0, 1.0, 0.0]
+    plain = mbr_select(samples, counts, name)
+    for w, winner in ((0.0, "ab cd"), (16.0, "ab cd"), (17.0, "ef gh"), (1e6, "ef gh")):
+        res = mbr_select(samples, counts, name, scores, w)
+        assert res.best == winner
+        assert np.array_equal(res.expected_utility, plain.expected_utility)  # EU itself is unchanged
+        assert np.allclose(res.objective, plain.expected_utility + w * np.array(scores), rtol=0, atol=1e-9)
+
+
+def test_repeated_strings_keep_their_best_model_score_and_bad_scores_are_refused():
+    res = mbr_select(["a b", "c d", "a b"], None, "bleu", [-3.0, -1.0, -2.0], 100.0)
+    assert res.candidates == ("a b", "c d")
+    assert np.allclose(res.objective - res.expected_utility, [-200.0, -100.0])
+    with pytest.raises(ValueError, match="2 samples but 1 model scores"):
+        mbr_select(["a", "b"], None, "bleu", [1.0], 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        mbr_select(["a", "b"], None, "bleu", [1.0, float("nan")], 1.0)
+    for w in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="--mbr-score-weight must be a finite number >= 0"):
+            mbr_select(["a"], None, "bleu", [0.0], w)

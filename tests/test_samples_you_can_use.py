@@ -65,6 +65,28 @@ def test_mbr_output_is_the_expected_utility_winner_of_the_dumped_samples(tiny_cm
         assert H[sid][0][1] == mbr_select(texts, None, "chrf").best
 
 
+def test_hybrid_mbr_output_is_the_winner_of_the_dumped_samples_with_their_traced_energies(tiny_cmlm, tmp_path):
+    # --mbr-score-weight w: EU + w * (minus the raw energy per position), the energy read back
+    # from the trace record of the sample's chain and epoch; a weight large enough to matter
+    trace, dump = tmp_path / "trace.jsonl", tmp_path / "samples.jsonl"
+    p = generate(tiny_cmlm, "--sampler", "mh", "--mh-select", "mbr", "--mbr-score-weight", "40", *RUN,
+                 "--mh-trace", trace, "--mh-dump-samples", dump)
+    H = parse_generate(p.stdout)["H"]
+    energy = {(r.id, r.length_rank, r.chain, r.epoch): -r.energy_raw / max(1, r.n_free)
+              for r in read_trace(trace) if r.record == "epoch"}
+    by_sentence, moved = {}, 0
+    for s in read_samples(dump):
+        texts, scores = by_sentence.setdefault(s.id, ([], []))
+        texts.append(s.tokens)
+        scores.append(energy[(s.id, s.length_rank, s.chain, s.epoch)])
+    assert len(by_sentence) == len(sources(tiny_cmlm))
+    for sid, (texts, scores) in by_sentence.items():
+        hybrid = mbr_select(texts, None, "bleu", scores, 40.0)
+        assert H[sid][0][1] == hybrid.best
+        moved += hybrid.best != mbr_select(texts, None, "bleu").best
+    assert moved > 0, "the weight changed no choice: the test would not see it ignored"
+
+
 def test_traces_export_to_netcdf_for_arviz(tiny_cmlm, tempered_mbr_run):
     _, trace, _, tmp = tempered_mbr_run
     out = tmp / "traces.nc"
@@ -82,6 +104,8 @@ def test_traces_export_to_netcdf_for_arviz(tiny_cmlm, tempered_mbr_run):
     (["--pt-temperatures", "1,0"], "--pt-temperatures"),
     (["--sampler", "mask-predict", "--mh-select", "mbr"], "--mh-select mbr"),
     (["--mbr-utility", "ter"], "--mbr-utility"),
+    (["--mbr-score-weight", "-1"], "--mbr-score-weight"),
+    (["--mbr-score-weight", "nan"], "--mbr-score-weight"),
     (["--warm-start", "given"], "--warm-start"),
 ])
 def test_bad_new_options_are_refused_in_one_line(tiny_cmlm, args, option):

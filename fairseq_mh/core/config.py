@@ -73,6 +73,7 @@ class SamplerConfig:
     mask_predict_early_stop: bool = False
     pt_temperatures: str = "1,0.8,0.6,0.4"  # parallel tempering: the replicas' ladder (comma-separated)
     mbr_utility: str = "bleu"  # --mh-select mbr: the utility (sacreBLEU sentence BLEU or chrF)
+    mbr_score_weight: float = 0.0  # --mh-select mbr: + this x minus the target energy per position (0: plain MBR)
     report_energy: bool = True  # mask-predict: also compute its outputs' energies (T rows each)
     seed: int = 1
 
@@ -125,9 +126,13 @@ class SamplerConfig:
         p = self.proposal_top_p
         if not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
             raise ConfigError(f"--proposal-top-p must be in (0, 1] (got {p!r})")
-        a = self.anneal_rate
-        if not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
-            raise ConfigError(f"--anneal-rate must be a finite number >= 0 (got {a!r})")
+        def non_negative_float(name):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{opt(name)} must be a finite number >= 0 (got {v!r})")
+
+        non_negative_float("anneal_rate")
+        non_negative_float("mbr_score_weight")
         at_least("mh_epochs", 1)
         at_least("burn_in", 0)
         if self.burn_in >= self.mh_epochs:

@@ -1,0 +1,129 @@
+"""Selection rules compared offline on the samples of one ``m30k_mbr.py --dump`` run.
+
+    .venv/bin/python benchmarks/mbr_offline.py --dump DIR --k 1 [--split val] [--n 200]
+        [--shared ../shared] [--out FILE]
+
+Sampling dominates an MBR run's cost and does not depend on how a sample is then chosen, so
+the rules are compared on one set of kept samples (``trace_<k>.jsonl`` and
+``samples_<k>.jsonl``): to tune a rule on the validation set before it is run on the test
+set.  Rules (sacreBLEU against the references of --split, first --n sentences):
+
+* ``mbr``: expected sentence BLEU under visit counts (``--mh-select mbr``);
+* ``mbr, length prior a``: each sample's weight also multiplied by p(length | source)^a, the
+  model's length predictor (so that samples of unlikely lengths count less as evidence);
+* ``mbr + l*energy``: expected BLEU plus l times minus the sample's raw energy per position;
+* ``best energy``: the lowest raw energy per position (``--mh-select best``);
+* ``oracle``: the sample with the highest sentence BLEU against the reference (a bound, not a
+  rule).
+"""
+
+import argparse
+import gzip
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(dump: Path, k: int, detokenize):
+    """{id: list of (text, length, length_rank, raw energy per position)} over every
+    post-burn-in sample (detokenized, as the output is), joined with its epoch record."""
+    from fairseq_mh.trace import read_samples, read_trace
+
+    energy = {}
+    for r in read_trace(dump / f"trace_{k}.jsonl"):
+        if r.record == "epoch":
+            energy[(r.id, r.length_rank, r.chain, r.epoch)] = (r.length, r.energy_raw / max(1, r.n_free))
+    out = defaultdict(list)
+    for s in read_samples(dump / f"samples_{k}.jsonl"):
+        length, e = energy[(s.id, s.length_rank, s.chain, s.epoch)]
+        out[s.id].append((detokenize(s.tokens), length, s.length_rank, e))
+    return out
+
+
+def length_log_probs(dec, sources):
+    """[{length: log p(length | source)}] from the model's length predictor."""
+    import torch
+
+    from fairseq_mh.models.adapters import adapter_for
+
+    ad = adapter_for(dec.models[0], dec.task.target_dictionary)
+    out = []
+    with torch.no_grad():
+        for toks in dec.encode(sources):
+            toks = toks[None]
+            lp, lengths = ad._length_one(ad._encode_one(toks), toks)
+            out.append(dict(zip(lengths.tolist(), lp.tolist())))
+    return out
+
+
+def select(samples, rule, lp, utility):
+    """The text a rule picks from one sentence's samples: ``core.mbr.mbr_select``, the code
+    ``--mh-select mbr`` runs (with ``--mbr-score-weight`` as ``energy``), the length prior
+    entering as visit weights."""
+    from fairseq_mh.core.mbr import mbr_select
+
+    texts = [s[0] for s in samples]
+    scores = [-s[3] for s in samples]  # minus the raw energy per position
+    if rule["kind"] == "best":
+        return texts[int(np.argmax(scores))]
+    floor = min(lp.values())
+    counts = [float(np.exp(rule.get("prior", 0.0) * lp.get(s[1], floor))) for s in samples]
+    return mbr_select(texts, counts, utility, scores, rule.get("energy", 0.0)).best
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", type=Path, default=Path(os.environ.get("FAIRSEQ_MH_SHARED", REPO.parent / "shared")))
+    p.add_argument("--dump", type=Path, required=True)
+    p.add_argument("--k", type=int, default=1, help="the chain setting's row in m30k_mbr.py")
+    p.add_argument("--split", default="val", choices=["val", "test_2016_flickr"])
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+    import sacrebleu
+
+    from fairseq_mh.core.utility import make_utility
+
+    def lines(lang):
+        with gzip.open(a.shared / "data" / "multi30k" / f"{a.split}.{lang}.gz", "rt", encoding="utf-8") as f:
+            return f.read().splitlines()[: a.n]
+
+    src, ref = lines("de"), lines("en")
+    from fairseq_mh.evaluation import load_decoder
+
+    model = a.shared / "models" / "m30k-cmlm-e33"
+    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    pool = load(a.dump, a.k, dec.detokenize)
+    n = len(pool)
+    src, ref = src[:n], ref[:n]
+    lps = length_log_probs(dec, src)
+    bleu = make_utility("bleu")
+    rules = {"best energy": dict(kind="best"), "mbr": dict(kind="mbr")}
+    for prior in (0.5, 1.0):
+        rules[f"mbr, length prior {prior}"] = dict(kind="mbr", prior=prior)
+    for lam in (4.0, 8.0, 16.0, 32.0, 64.0):
+        rules[f"mbr + {lam}*energy"] = dict(kind="mbr", energy=lam)
+        rules[f"mbr, length prior 0.5, + {lam}*energy"] = dict(kind="mbr", prior=0.5, energy=lam)
+    lines_out = ["| rule | BLEU |", "|---|---:|"]
+    for name, rule in rules.items():
+        hyp = [select(pool[i], rule, lps[i], bleu) for i in range(n)]
+        lines_out.append(f"| {name} | {sacrebleu.corpus_bleu(hyp, [ref]).score:.2f} |")
+        print(lines_out[-1], flush=True)
+    oracle = []
+    for i in range(n):
+        texts = list(dict.fromkeys(s[0] for s in pool[i]))
+        oracle.append(max(texts, key=lambda t: sacrebleu.sentence_bleu(t, [ref[i]]).score))
+    lines_out.append(f"| oracle (a bound) | {sacrebleu.corpus_bleu(oracle, [ref]).score:.2f} |")
+    print(lines_out[-1])
+    if a.out:
+        a.out.write_text("\n".join(lines_out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
