@@ -121,7 +121,15 @@ def main(argv=None):
     lines_out.append(f"| oracle (a bound) | {sacrebleu.corpus_bleu(oracle, [ref]).score:.2f} |")
     print(lines_out[-1])
     if a.out:
-        a.out.write_text("\n".join(lines_out) + "\n")
+        import shlex
+
+        from fairseq_mh.textio import atomic_write
+
+        cmd = shlex.join(["python", "benchmarks/mbr_offline.py", *(argv if argv is not None else sys.argv[1:])])
+        samples = sum(len(v) for v in pool.values())
+        atomic_write(a.out, f"Selection rules on the kept samples of {a.dump} (setting {a.k}; {n} sentences of "
+                            f"{a.split}, {samples / n:.0f} samples per sentence), sacreBLEU:\n\n"
+                            f"Command: `{cmd}`\n\n" + "\n".join(lines_out) + "\n")
     return 0
 
 
