@@ -139,18 +139,23 @@ MODES = {"today (one sentence per call, no K/V cache)": ("sentence", False),
          "shared (K/V cache)": ("shared", True)}
 
 
-def decode_table(adapter, sample, device, epochs, chains, length=None):
-    """MH and block-MH in every batching mode; the shared mode's tokens are compared with the
-    sentence mode's (equal up to float rounding)."""
+def decode_table(adapter, sample, device, epochs, chains, length=None, repeats=3):
+    """MH and block-MH in every batching mode, each timed ``repeats`` times after one untimed
+    warm-up decode (the first calls in a dtype set up its kernels), keeping the median; the
+    shared mode's tokens are compared with the sentence mode's (equal up to float rounding)."""
     from fairseq_mh.core import SamplerConfig
 
     out = []
     for sampler in ("mh", "block-mh"):
         cfg = SamplerConfig(sampler=sampler, mh_epochs=epochs, num_chains=chains, block_size=4, seed=1)
         tokens = {}
+        decode(adapter, sample, cfg, "sentence", True, device, length)  # warm-up, untimed
         for mode, (batching, cached) in MODES.items():
             reset_peak(device)
-            r = decode(adapter, sample, cfg, batching, cached, device, length)
+            runs = sorted((decode(adapter, sample, cfg, batching, cached, device, length) for _ in range(repeats)),
+                          key=lambda r: r["rows_per_s"])
+            r = runs[len(runs) // 2]
+            r["rows_per_s_range"] = [runs[0]["rows_per_s"], runs[-1]["rows_per_s"]]
             r["resident_peak_mb"], r["allocated_peak_mb"] = mode_peaks_mb(device)
             tokens[mode] = r.pop("tokens")
             out.append(dict(sampler=sampler, mode=mode, **r))
@@ -161,9 +166,11 @@ def decode_table(adapter, sample, device, epochs, chains, length=None):
     return out
 
 
-def mask_predict_vs_irg(dec, batches, device):
+def mask_predict_vs_irg(dec, batches, device, repeats=3):
     """Sentences/s of mask-predict (fairseq's settings, one length, shared calls) and of
-    fairseq's IterativeRefinementGenerator on the same batches; identical hypotheses."""
+    fairseq's IterativeRefinementGenerator on the same batches; identical hypotheses.  Each
+    decoder decodes the batches once untimed (its call shapes' kernels are set up then), then
+    ``repeats`` times timed, keeping the median."""
     from fairseq.iterative_refinement_generator import IterativeRefinementGenerator
 
     from fairseq_mh.core import SamplerConfig
@@ -180,11 +187,15 @@ def mask_predict_vs_irg(dec, batches, device):
             gen = IterativeRefinementGenerator(d, models=dec.models, max_iter=9, beam_size=1, adaptive=False)
         else:
             gen = MHGenerator(d, cfg, length_beam=1, length_style="around-argmax", batching=name.split()[-1])
-        t0, hyps = time.perf_counter(), []
-        for sample in batches:
-            hyps += [text(h[0]["tokens"]) for h in gen.generate(dec.models, sample)]
-        sync(device)
-        res[name] = dict(seconds=time.perf_counter() - t0, hyps=hyps)
+        times = []
+        for k in range(repeats + 1):
+            t0, hyps = time.perf_counter(), []
+            for sample in batches:
+                hyps += [text(h[0]["tokens"]) for h in gen.generate(dec.models, sample)]
+            sync(device)
+            if k:  # the first pass is the warm-up
+                times.append(time.perf_counter() - t0)
+        res[name] = dict(seconds=sorted(times)[len(times) // 2], hyps=hyps)
     ref = res["fairseq IterativeRefinementGenerator"]["hyps"]
     n = len(ref)
     return [dict(decoder=k, sentences=n, sentences_per_s=n / v["seconds"], seconds=v["seconds"],
@@ -262,6 +273,20 @@ def load_models(a, device):
     return out
 
 
+def cpu_name():
+    """The CPU's model name, core count and matrix extensions (AMX changes the bf16 peak)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        name = next(l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name"))
+        flags = set(next(l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")))
+    except (OSError, StopIteration):
+        pass
+    ext = [x for x in ("avx512_bf16", "amx_bf16") if x in flags]
+    return f"{name}, {os.cpu_count()} CPUs" + (f" ({', '.join(ext)})" if ext else "")
+
+
 def to_device(sample, device):
     from fairseq import utils
 
@@ -294,8 +319,9 @@ def measure_model(a, name, dec, sample, length, mp_batches, dtype, device):
         rows = {R: model_rows(adapter, encs, T, R, device) for R in a.call_rows}
         print(f"{name} {dtype}: matmul {peak:.0f} GFLOP/s; rows/s {rows}", flush=True)
         skip = a.skip_standin_decode and length is not None
-        mh = [] if skip else decode_table(adapter, sample, device, a.epochs, a.chains, length)
-        mp = mask_predict_vs_irg(d, [to_device(b, device) for b in mp_batches], device) if mp_batches else []
+        mh = [] if skip else decode_table(adapter, sample, device, a.epochs, a.chains, length, a.repeats)
+        mp = (mask_predict_vs_irg(d, [to_device(b, device) for b in mp_batches], device, a.repeats)
+              if mp_batches else [])
     return dict(model=name, dtype=str(dtype).replace("torch.", ""), layers=n, d=dm, ffn=f, vocab=v, T=T, S=S,
                 matmul_gflops=peak, row_flops=flops,
                 model_rows={str(R): dict(rows_per_s=r, share_of_peak=r * flops / (peak * 1e9)) for R, r in rows.items()},
@@ -331,18 +357,23 @@ def markdown(report) -> str:
             L.append(f"| {r['model']} | {r['dtype']} | {r['matmul_gflops']:.0f} | {r['row_flops'] / 1e6:.1f} M | {R} | "
                      f"{x['rows_per_s']:.0f} | {100 * x['share_of_peak']:.0f}% |")
     L += ["", f"Load average when the run ended: {report['load']}.", ""]
-    L += ["", "## MH decoding", "", "| model | dtype | sampler | mode | rows/s | sentences/s | rows/call | "
+    L += ["", "## MH decoding", "", f"rows/s: the median of {report.get('repeats', 1)} timed decodes after "
+          "an untimed warm-up; the range: their slowest and fastest.", "",
+          "| model | dtype | sampler | mode | rows/s | range | sentences/s | rows/call | "
           "x today | cache MB | resident peak MB | allocated peak MB |",
-          "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+          "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         for x in r["decode"]:
             today = next(y for y in r["decode"] if y["sampler"] == x["sampler"] and y["mode"].startswith("today"))
+            lo, hi = x.get("rows_per_s_range", [x["rows_per_s"]] * 2)
             L.append(f"| {r['model']} | {r['dtype']} | {x['sampler']} | {x['mode']} | {x['rows_per_s']:.0f} | "
-                     f"{x['sentences_per_s']:.3f} | {x['rows_per_call']:.0f} | "
+                     f"{lo:.0f}-{hi:.0f} | {x['sentences_per_s']:.3f} | {x['rows_per_call']:.0f} | "
                      f"{x['rows_per_s'] / today['rows_per_s']:.2f} | {x['cache_mb']:.1f} | "
                      f"{x.get('resident_peak_mb', float('nan')):.0f} | "
                      f"{'-' if x.get('allocated_peak_mb') is None else format(x['allocated_peak_mb'], '.0f')} |")
     L += ["", "## Mask-predict against fairseq's IterativeRefinementGenerator", "",
+          f"sentences/s: the median of {report.get('repeats', 1)} timed passes over the sentences after an "
+          "untimed one, for each decoder.", "",
           "| model | dtype | decoder | sentences | sentences/s | identical to IRG |", "|---|---|---|---:|---:|---:|"]
     for r in report["results"]:
         for x in r["mask_predict"]:
@@ -368,6 +399,7 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3, help="timed decodes per mode (the median is reported)")
     p.add_argument("--m30k-sentences", type=int, default=16)
     p.add_argument("--mp-sentences", type=int, default=200)
     p.add_argument("--standin-sentences", type=int, default=4)
@@ -399,10 +431,9 @@ def main(argv=None) -> int:
         for dt in dtypes:
             results.append(measure_model(a, name, dec, sample, length, mp, getattr(torch, DTYPES[dt]), device))
     cmd = shlex.join(["python", "benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     report = dict(command=cmd, device=device.type, machine=machine, torch=torch.__version__, threads=a.threads,
-                  epochs=a.epochs, chains=a.chains, load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results))
+                  epochs=a.epochs, chains=a.chains, repeats=a.repeats, load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results))
     stem = Path(a.out or REPO / "docs" / "results" / f"throughput_{device.type}")
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
