@@ -5,8 +5,9 @@ distinct token rows are post-processed once each into the text the user will see
 (``output_text``), and ``core.mbr.mbr_select`` scores each against the others weighted by
 visit counts.  The hypothesis score is the expected utility / 100 (sentence BLEU or chrF as
 a fraction), plus, with ``--mbr-score-weight`` w > 0, w / 100 times minus the sample's target
-energy per position (hybrid MBR: the model's own ranking breaks near-ties of consensus); ties within ``core.mbr.TIE_TOLERANCE`` go to the winner MBR chose.  The time
-spent and the samples seen are counted for the run's report.
+energy per position (hybrid MBR: the model's own ranking breaks near-ties of consensus).
+Ties within ``core.mbr.TIE_TOLERANCE`` go to the winner MBR chose.  The time spent and the
+samples seen are counted for the run's report.
 """
 
 from __future__ import annotations

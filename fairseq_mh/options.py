@@ -85,7 +85,7 @@ class MHDecodingConfig(FairseqDataclass):
         default=_D.mbr_score_weight,
         metadata={"help": "MBR selection (mh-select mbr) maximises expected utility + this weight x minus the sample's "
                           "target energy per position (hybrid MBR; 0: plain MBR; 32 was best on the Multi30k "
-                          "validation set, see docs/results/m30k_mbr.md)"},
+                          "validation set: docs/results/m30k_mbr_val.md)"},
     )
     warm_start: ChoiceEnum([w for w in WARM_STARTS if w != "given"]) = field(
         default=_D.warm_start,

@@ -126,6 +126,7 @@ class SamplerConfig:
         p = self.proposal_top_p
         if not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
             raise ConfigError(f"--proposal-top-p must be in (0, 1] (got {p!r})")
+
         def non_negative_float(name):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
