@@ -110,7 +110,8 @@ def _chain_row(dec, name, opts, lb, src, ref, common, files=None):
     return row, _soak_line(name, opts["num_chains"] * lb, rss)
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The benchmark's options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
     p.add_argument("--n", type=int, default=1000)
@@ -127,7 +128,11 @@ def main(argv=None):
     p.add_argument("--split", default="test_2016_flickr", choices=["test_2016_flickr", "val"])
     p.add_argument("--dump", type=Path, default=None, metavar="DIR", help="keep traces and samples here")
     p.add_argument("--out", default=str(REPO / "docs" / "results" / "m30k_mbr.md"))
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     import torch

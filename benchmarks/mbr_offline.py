@@ -55,9 +55,9 @@ def length_log_probs(dec, sources):
     out = []
     with torch.no_grad():
         for toks in dec.encode(sources):
-            toks = toks[None]
-            lp, lengths = ad._length_one(ad._encode_one(toks), toks)
-            out.append(dict(zip(lengths.tolist(), lp.tolist())))
+            net_input = {"src_tokens": toks[None]}
+            lp, lengths = ad.length_distribution(ad.encode(net_input), net_input)
+            out.append(dict(zip(lengths[0].tolist(), lp[0].tolist())))
     return out
 
 

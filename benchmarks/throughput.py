@@ -134,6 +134,11 @@ def decode(adapter, sample, cfg, batching, cache_kv, device, length=None, max_to
                 rows_per_call=ev.rows / max(ev.calls, 1), cache_mb=cache_mb, tokens=res.tokens)
 
 
+def median(ordered):
+    """The middle of a sorted list (the upper middle of an even one): the reported timing."""
+    return ordered[len(ordered) // 2]
+
+
 MODES = {"today (one sentence per call, no K/V cache)": ("sentence", False),
          "sentence (K/V cache)": ("sentence", True),
          "shared (K/V cache)": ("shared", True)}
@@ -154,7 +159,7 @@ def decode_table(adapter, sample, device, epochs, chains, length=None, repeats=3
             reset_peak(device)
             runs = sorted((decode(adapter, sample, cfg, batching, cached, device, length) for _ in range(repeats)),
                           key=lambda r: r["rows_per_s"])
-            r = runs[len(runs) // 2]
+            r = median(runs)
             r["rows_per_s_range"] = [runs[0]["rows_per_s"], runs[-1]["rows_per_s"]]
             r["resident_peak_mb"], r["allocated_peak_mb"] = mode_peaks_mb(device)
             tokens[mode] = r.pop("tokens")
@@ -195,7 +200,7 @@ def mask_predict_vs_irg(dec, batches, device, repeats=3):
             sync(device)
             if k:  # the first pass is the warm-up
                 times.append(time.perf_counter() - t0)
-        res[name] = dict(seconds=sorted(times)[len(times) // 2], hyps=hyps)
+        res[name] = dict(seconds=median(sorted(times)), hyps=hyps)
     ref = res["fairseq IterativeRefinementGenerator"]["hyps"]
     n = len(ref)
     return [dict(decoder=k, sentences=n, sentences_per_s=n / v["seconds"], seconds=v["seconds"],

@@ -101,11 +101,6 @@ class SamplerConfig:
             if v not in allowed:
                 raise ConfigError(f"{opt(name)} must be one of {', '.join(allowed)} (got {v!r})")
 
-        def positive_float(name):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"{opt(name)} must be a finite number > 0 (got {v!r})")
-
         def at_least(name, lo):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -120,20 +115,13 @@ class SamplerConfig:
         self.ladder  # noqa: B018  (refuses a bad ladder)
         if self.mh_select == "mbr" and not self.kind.is_chain:
             raise ConfigError(f"--mh-select mbr needs a chain sampler: --sampler {self.sampler} has no samples")
-        positive_float("proposal_temperature")
-        positive_float("target_temperature")
-        positive_float("min_target_temperature")
+        for name in ("proposal_temperature", "target_temperature", "min_target_temperature"):
+            self._finite(name, positive=True)
         p = self.proposal_top_p
         if not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
             raise ConfigError(f"--proposal-top-p must be in (0, 1] (got {p!r})")
-
-        def non_negative_float(name):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{opt(name)} must be a finite number >= 0 (got {v!r})")
-
-        non_negative_float("anneal_rate")
-        non_negative_float("mbr_score_weight")
+        self._finite("anneal_rate")
+        self._finite("mbr_score_weight")
         at_least("mh_epochs", 1)
         at_least("burn_in", 0)
         if self.burn_in >= self.mh_epochs:
@@ -154,6 +142,13 @@ class SamplerConfig:
             raise ConfigError(f"--seed must be an integer (got {self.seed!r})")
         return self
 
+    def _finite(self, name, positive=False):
+        """Refuses a setting that is not a finite number > 0 (``positive``) or >= 0."""
+        v = getattr(self, name)
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or (v <= 0 if positive else v < 0):
+            opt = "--" + name.replace("_", "-")
+            raise ConfigError(f"{opt} must be a finite number {'>' if positive else '>='} 0 (got {v!r})")
+
     def _check_refinement(self, choice, at_least):
         """PaDIR's mask-predict strategies (``refinement``)."""
         choice("mask_predict_init", INITS)
@@ -166,9 +161,7 @@ class SamplerConfig:
                               f"(got {a!r})")
         if rule == "share" and not (isinstance(a, (int, float)) and 0 < a <= 1):
             raise ConfigError(f"--mask-predict-remask share needs --mask-predict-remask-amount in (0, 1] (got {a!r})")
-        n = self.mask_predict_length_norm
-        if not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
-            raise ConfigError(f"--mask-predict-length-norm must be a finite number >= 0 (got {n!r})")
+        self._finite("mask_predict_length_norm")
 
     def _check_block_proposal(self):
         """A joint two-position proposal needs block MH with blocks of two and no nucleus."""
