@@ -12,6 +12,14 @@ set.  Rules (sacreBLEU against the references of --split, first --n sentences):
 * ``mbr, length prior a``: each sample's weight also multiplied by p(length | source)^a, the
   model's length predictor (so that samples of unlikely lengths count less as evidence);
 * ``mbr + l*energy``: expected BLEU plus l times minus the sample's raw energy per position;
+* ``mbr + l*local energy``: the same with the locally normalised energy (minus the
+  pseudo-log-likelihood) per position;
+* ``mbr + 32*(energy + c*log p(L))``: the hybrid score also rewards likely lengths (the
+  length predictor's log-probability, c nats per position per nat);
+* ``mbr (bleu+chrf) + 32*energy``: the hybrid rule with the mean of sentence BLEU and chrF
+  as the utility;
+* ``..., mask-predict starts as candidates``: the chains' warm starts (mask-predict's
+  hypothesis at each length) may also be chosen; they carry no weight as evidence;
 * ``best energy``: the lowest raw energy per position (``--mh-select best``);
 * ``oracle``: the sample with the highest sentence BLEU against the reference (a bound, not a
   rule).
@@ -30,19 +38,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load(dump: Path, k: int, detokenize):
-    """{id: list of (text, length, length_rank, raw energy per position)} over every
-    post-burn-in sample (detokenized, as the output is), joined with its epoch record."""
+    """({id: list of (text, length, length_rank, raw energy, local energy)} over every
+    post-burn-in sample, {id: the same over the warm starts}); texts detokenized as the
+    output is, energies per position, samples joined with their epoch records."""
     from fairseq_mh.trace import read_samples, read_trace
 
     energy = {}
+    starts = defaultdict(list)
     for r in read_trace(dump / f"trace_{k}.jsonl"):
+        e = (r.length, r.energy_raw / max(1, r.n_free), r.energy_local / max(1, r.n_free))
         if r.record == "epoch":
-            energy[(r.id, r.length_rank, r.chain, r.epoch)] = (r.length, r.energy_raw / max(1, r.n_free))
+            energy[(r.id, r.length_rank, r.chain, r.epoch)] = e
+        elif r.record == "start":
+            starts[r.id].append((detokenize(r.text), e[0], r.length_rank, *e[1:]))
     out = defaultdict(list)
     for s in read_samples(dump / f"samples_{k}.jsonl"):
-        length, e = energy[(s.id, s.length_rank, s.chain, s.epoch)]
-        out[s.id].append((detokenize(s.tokens), length, s.length_rank, e))
-    return out
+        length, raw, local = energy[(s.id, s.length_rank, s.chain, s.epoch)]
+        out[s.id].append((detokenize(s.tokens), length, s.length_rank, raw, local))
+    return out, starts
 
 
 def length_log_probs(dec, sources):
@@ -61,19 +74,40 @@ def length_log_probs(dec, sources):
     return out
 
 
-def select(samples, rule, lp, utility):
+START_WEIGHT = 1e-9  # a warm start's weight as evidence when it is only a candidate
+
+
+def select(samples, starts, rule, lp, utility):
     """The text a rule picks from one sentence's samples: ``core.mbr.mbr_select``, the code
     ``--mh-select mbr`` runs (with ``--mbr-score-weight`` as ``energy``), the length prior
     entering as visit weights."""
     from fairseq_mh.core.mbr import mbr_select
 
-    texts = [s[0] for s in samples]
-    scores = [-s[3] for s in samples]  # minus the raw energy per position
+    local = "local" in rule
+    pool = samples + (starts if rule.get("starts") else [])
+    texts = [s[0] for s in pool]
+    floor = min(lp.values())
+    c = rule.get("length_score", 0.0)
+    scores = [-s[4 if local else 3] + c * lp.get(s[1], floor) for s in pool]  # minus the energy per position
     if rule["kind"] == "best":
         return texts[int(np.argmax(scores))]
-    floor = min(lp.values())
     counts = [float(np.exp(rule.get("prior", 0.0) * lp.get(s[1], floor))) for s in samples]
-    return mbr_select(texts, counts, utility, scores, rule.get("energy", 0.0)).best
+    counts += [START_WEIGHT] * (len(pool) - len(samples))
+    return mbr_select(texts, counts, rule.get("utility", utility), scores, rule.get("local", rule.get("energy", 0.0))).best
+
+
+class MeanUtility:
+    """The mean of sentence BLEU and chrF (both 0-100), as a ``PairwiseUtility``."""
+
+    name = "bleu+chrf"
+
+    def __init__(self):
+        from fairseq_mh.core.utility import make_utility
+
+        self.parts = (make_utility("bleu"), make_utility("chrf"))
+
+    def matrix(self, strings):
+        return sum(u.matrix(strings) for u in self.parts) / len(self.parts)
 
 
 def main(argv=None):
@@ -84,6 +118,8 @@ def main(argv=None):
     p.add_argument("--split", default="val", choices=["val", "test_2016_flickr"])
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--rule", action="append", default=None, metavar="TEXT",
+                   help="only the rules whose names contain TEXT (repeatable; default all)")
     a = p.parse_args(argv)
     import sacrebleu
 
@@ -98,7 +134,7 @@ def main(argv=None):
 
     model = a.shared / "models" / "m30k-cmlm-e33"
     dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
-    pool = load(a.dump, a.k, dec.detokenize)
+    pool, starts = load(a.dump, a.k, dec.detokenize)
     n = len(pool)
     src, ref = src[:n], ref[:n]
     lps = length_log_probs(dec, src)
@@ -109,9 +145,17 @@ def main(argv=None):
     for lam in (4.0, 8.0, 16.0, 32.0, 64.0):
         rules[f"mbr + {lam}*energy"] = dict(kind="mbr", energy=lam)
         rules[f"mbr, length prior 0.5, + {lam}*energy"] = dict(kind="mbr", prior=0.5, energy=lam)
+        rules[f"mbr + {lam}*local energy"] = dict(kind="mbr", local=lam)
+        rules[f"mbr + {lam}*energy, mask-predict starts as candidates"] = dict(kind="mbr", energy=lam, starts=True)
+    rules["best local energy"] = dict(kind="best", local=0.0)
+    for c in (0.05, 0.1, 0.2):
+        rules[f"mbr + 32*(energy + {c}*log p(L))"] = dict(kind="mbr", energy=32.0, length_score=c)
+    rules["mbr (bleu+chrf) + 32*energy"] = dict(kind="mbr", energy=32.0, utility=MeanUtility())
     lines_out = ["| rule | BLEU |", "|---|---:|"]
+    if a.rule:
+        rules = {k: v for k, v in rules.items() if any(t in k for t in a.rule)}
     for name, rule in rules.items():
-        hyp = [select(pool[i], rule, lps[i], bleu) for i in range(n)]
+        hyp = [select(pool[i], starts.get(i, []), rule, lps[i], bleu) for i in range(n)]
         lines_out.append(f"| {name} | {sacrebleu.corpus_bleu(hyp, [ref]).score:.2f} |")
         print(lines_out[-1], flush=True)
     oracle = []
