@@ -93,7 +93,8 @@ def select(samples, starts, rule, lp, utility):
         return texts[int(np.argmax(scores))]
     counts = [float(np.exp(rule.get("prior", 0.0) * lp.get(s[1], floor))) for s in samples]
     counts += [START_WEIGHT] * (len(pool) - len(samples))
-    return mbr_select(texts, counts, rule.get("utility", utility), scores, rule.get("local", rule.get("energy", 0.0))).best
+    weight = rule.get("local", rule.get("energy", 0.0))
+    return mbr_select(texts, counts, rule.get("utility", utility), scores, weight).best
 
 
 class MeanUtility:
