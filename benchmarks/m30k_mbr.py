@@ -33,7 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def settings(a):
     """name -> (sampler options, length beam).  The PT setting runs chains // replicas chains,
-    so that its rows match the annealed setting's; its output replica is the coldest."""
+    so that its rows match the annealed setting's; its output replica is the coldest.  The
+    last setting samples the target itself (tau = 1) from the same starts and lengths as the
+    annealed mask-predict-start one: MBR evidence for it (``mbr_offline.py --evidence-k 4``).
+    New settings go at the end, so that a dump's k keeps naming the same setting."""
     chain = dict(mh_epochs=a.epochs, burn_in=a.burn_in, mh_select="mbr", mbr_utility=a.utility)
     annealed = dict(proposal_temperature=0.8, anneal_rate=0.05, min_target_temperature=0.2)
     ladder = "0.2,0.4,0.7,1"
@@ -48,6 +51,9 @@ def settings(a):
         f"PT MH raw ({ladder}), coldest replica output": (
             dict(sampler="pt-mh", energy="raw", proposal_temperature=0.8, pt_temperatures=ladder,
                  num_chains=pt_chains, **chain), 1),
+        "MH raw, tau=1, mask-predict starts": (
+            dict(sampler="mh", energy="raw", warm_start="mask-predict", proposal_temperature=0.8,
+                 num_chains=a.lb_chains, **chain), a.length_beam),
     }
 
 

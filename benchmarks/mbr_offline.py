@@ -1,7 +1,7 @@
 """Selection rules compared offline on the samples of one ``m30k_mbr.py --dump`` run.
 
     .venv/bin/python benchmarks/mbr_offline.py --dump DIR --k 1 [--split val] [--n 200]
-        [--shared ../shared] [--out FILE]
+        [--evidence-k K] [--rule TEXT] [--shared ../shared] [--out FILE]
 
 Sampling dominates an MBR run's cost and does not depend on how a sample is then chosen, so
 the rules are compared on one set of kept samples (``trace_<k>.jsonl`` and
@@ -20,6 +20,11 @@ set.  Rules (sacreBLEU against the references of --split, first --n sentences):
   as the utility;
 * ``..., mask-predict starts as candidates``: the chains' warm starts (mask-predict's
   hypothesis at each length) may also be chosen; they carry no weight as evidence;
+* ``..., setting k as the only evidence`` / ``added to candidates and evidence``
+  (``--evidence-k k``): the samples of another chain setting of the same run (MH at
+  tau = 1, say) estimate the expected utility, with the first setting's samples as
+  candidates of no weight beside them, or both settings' samples are candidates and
+  evidence;
 * ``best energy``: the lowest raw energy per position (``--mh-select best``);
 * ``oracle``: the sample with the highest sentence BLEU against the reference (a bound, not a
   rule).
@@ -77,22 +82,29 @@ def length_log_probs(dec, sources):
 START_WEIGHT = 1e-9  # a warm start's weight as evidence when it is only a candidate
 
 
-def select(samples, starts, rule, lp, utility):
+def select(samples, starts, rule, lp, utility, hot=()):
     """The text a rule picks from one sentence's samples: ``core.mbr.mbr_select``, the code
     ``--mh-select mbr`` runs (with ``--mbr-score-weight`` as ``energy``), the length prior
-    entering as visit weights."""
+    entering as visit weights.  ``hot``: the samples of a second chain setting
+    (``--evidence-k``), which rule ``hot`` adds to the candidates and the evidence ('both')
+    or makes the only evidence ('only': the first setting's samples are then candidates
+    with no weight)."""
     from fairseq_mh.core.mbr import mbr_select
 
     local = "local" in rule
-    pool = samples + (starts if rule.get("starts") else [])
+    hot = list(hot) if rule.get("hot") else []
+    pool = samples + (starts if rule.get("starts") else []) + hot
     texts = [s[0] for s in pool]
     floor = min(lp.values())
     c = rule.get("length_score", 0.0)
     scores = [-s[4 if local else 3] + c * lp.get(s[1], floor) for s in pool]  # minus the energy per position
     if rule["kind"] == "best":
         return texts[int(np.argmax(scores))]
-    counts = [float(np.exp(rule.get("prior", 0.0) * lp.get(s[1], floor))) for s in samples]
-    counts += [START_WEIGHT] * (len(pool) - len(samples))
+    if rule.get("hot") == "only":
+        counts = [START_WEIGHT] * (len(pool) - len(hot)) + [1.0] * len(hot)
+    else:
+        counts = [float(np.exp(rule.get("prior", 0.0) * lp.get(s[1], floor))) for s in samples]
+        counts += [START_WEIGHT] * (len(pool) - len(samples) - len(hot)) + [1.0] * len(hot)
     weight = rule.get("local", rule.get("energy", 0.0))
     return mbr_select(texts, counts, rule.get("utility", utility), scores, weight).best
 
@@ -119,6 +131,8 @@ def main(argv=None):
     p.add_argument("--split", default="val", choices=["val", "test_2016_flickr"])
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--evidence-k", type=int, default=None,
+                   help="a second chain setting's row (e.g. 4, MH at tau=1 from the same starts) whose samples serve as evidence")
     p.add_argument("--rule", action="append", default=None, metavar="TEXT",
                    help="only the rules whose names contain TEXT (repeatable; default all)")
     a = p.parse_args(argv)
@@ -152,11 +166,18 @@ def main(argv=None):
     for c in (0.05, 0.1, 0.2):
         rules[f"mbr + 32*(energy + {c}*log p(L))"] = dict(kind="mbr", energy=32.0, length_score=c)
     rules["mbr (bleu+chrf) + 32*energy"] = dict(kind="mbr", energy=32.0, utility=MeanUtility())
+    hot = load(a.dump, a.evidence_k, dec.detokenize)[0] if a.evidence_k is not None else {}
+    if hot:
+        for lam in (0.0, 8.0, 16.0, 32.0, 64.0):
+            rules[f"mbr + {lam}*energy, setting {a.evidence_k} as the only evidence"] = dict(
+                kind="mbr", energy=lam, hot="only")
+            rules[f"mbr + {lam}*energy, setting {a.evidence_k} added to candidates and evidence"] = dict(
+                kind="mbr", energy=lam, hot="both")
     lines_out = ["| rule | BLEU |", "|---|---:|"]
     if a.rule:
         rules = {k: v for k, v in rules.items() if any(t in k for t in a.rule)}
     for name, rule in rules.items():
-        hyp = [select(pool[i], starts.get(i, []), rule, lps[i], bleu) for i in range(n)]
+        hyp = [select(pool[i], starts.get(i, []), rule, lps[i], bleu, hot.get(i, ())) for i in range(n)]
         lines_out.append(f"| {name} | {sacrebleu.corpus_bleu(hyp, [ref]).score:.2f} |")
         print(lines_out[-1], flush=True)
     oracle = []

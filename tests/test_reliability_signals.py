@@ -19,6 +19,30 @@ SLOW = ["--sampler", "mh", "--mh-epochs", "100", "--num-chains", "2", "--length-
         "--cpu"]
 
 
+def _sigint_as_from_a_terminal():
+    """Run in the child before exec: SIGINT back to its default.  A shell that starts pytest
+    in the background (``cmd &`` without job control, nohup) makes every child ignore
+    SIGINT, and a program that inherits an ignored SIGINT rightly keeps ignoring it; these
+    tests are about a decode started from a terminal, so they must not depend on that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(cmd, **kw):
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_from_a_terminal, **kw)
+
+
+def _communicate_or_kill(p, group, timeout=120):
+    """p's (stdout, stderr); if it outlives ``timeout``, it (and its group) is killed first,
+    so that a failing test leaves no decode running beside the rest of the suite."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        (os.killpg if group else os.kill)(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+
+
 def _records(path):
     """Every line of a records file, parsed (a half-written line would fail here)."""
     text = path.read_text(encoding="utf-8")
@@ -30,15 +54,14 @@ def interrupted_run(model, tmp_path, signum, whole_group=False):
     trace, dump = tmp_path / "trace.jsonl", tmp_path / "samples.jsonl"
     cmd = [str(BIN / "fairseq-mh-generate"), str(model["data"]), "--task", "translation_mh", "--path",
            str(model["checkpoint"]), *SLOW, "--mh-trace", str(trace), "--mh-dump-samples", str(dump)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True,
-                         start_new_session=whole_group)
+    p = _start(cmd, env=ENV, start_new_session=whole_group)
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and not (trace.exists() and trace.stat().st_size):
         time.sleep(0.2)
     assert p.poll() is None, "the decode ended before it could be interrupted"
     time.sleep(0.7)  # mid-way through a later batch
     (os.killpg if whole_group else os.kill)(p.pid, signum)  # a terminal's Ctrl-C reaches the whole group
-    out, err = p.communicate(timeout=120)
+    out, err = _communicate_or_kill(p, whole_group)
     return p.returncode, out, err, trace, dump
 
 
@@ -72,17 +95,16 @@ def test_interrupted_wmt_decode_leaves_no_shard_output(toy, tmp_path):
     """Ctrl-C (to the process group, as a terminal sends it) while the WMT script decodes:
     the shard output is written atomically, so neither it nor a temporary file is left."""
     out = tmp_path / "out"
-    p = subprocess.Popen(["bash", str(SCRIPTS / "eval_wmt14_de_en.sh"), *map(str, common(toy)), "--out", str(out), "--",
-                          "--sampler", "mh", "--mh-epochs", "400", "--num-chains", "4"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         env={**ENV, "PYTHON": sys.executable})
+    p = _start(["bash", str(SCRIPTS / "eval_wmt14_de_en.sh"), *map(str, common(toy)), "--out", str(out), "--",
+                "--sampler", "mh", "--mh-epochs", "400", "--num-chains", "4"],
+               start_new_session=True, env={**ENV, "PYTHON": sys.executable})
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and not (out / "bin").is_dir():
         time.sleep(0.2)
     time.sleep(8)  # the decode has started: the model loads and the chains run
     assert p.poll() is None, p.communicate()[1][-3000:]
     os.killpg(p.pid, signal.SIGINT)
-    _, err = p.communicate(timeout=120)
+    _, err = _communicate_or_kill(p, group=True)
     assert p.returncode != 0
     assert not (out / "shards" / "shard-0-of-1.txt").exists() and not (out / "scores.json").exists()
     assert not temp_leftovers(out), temp_leftovers(out)

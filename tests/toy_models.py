@@ -23,7 +23,7 @@ def row_matmul(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     on how many rows share the call.  BLAS does not promise that (MKL's small dgemm on AMD
     EPYC differs in the last bit between 1 and 200 rows), and the engine's batching tests
     need a model that is batch-invariant to the bit, as a real model is under per-sentence
-    calls."""
+    calls.  It is 10-100x slower than ``@``, so only the nets of those tests use it."""
     return (a.unsqueeze(-1) * w).cumsum(1)[:, -1]
 
 
@@ -33,10 +33,11 @@ class TinyNet:
     Special symbols get large logits on purpose: a sampler that proposed them would show."""
 
     def __init__(self, vocab: int = 8, length: int = 5, n_context: int = 2, dim: int = 6, hidden: int = 16,
-                 seed: int = 0, scale: float = 1.5, dtype=torch.float64):
+                 seed: int = 0, scale: float = 1.5, dtype=torch.float64, batch_invariant: bool = False):
         g = torch.Generator().manual_seed(seed)
         r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
         self.vocab, self.length = vocab, length
+        self.matmul = row_matmul if batch_invariant else torch.matmul
         self.emb = r(vocab, dim)
         self.pos = r(length, dim)
         self.ctx = r(n_context, hidden)
@@ -52,8 +53,8 @@ class TinyNet:
         x = (self.emb[tokens] + self.pos[:L]) * tokens.ne(PAD).unsqueeze(-1)
         if L < self.length:
             x = torch.cat([x, x.new_zeros(R, self.length - L, x.size(-1))], 1)
-        h = torch.tanh(row_matmul(x.reshape(R, -1), self.w1) + self.ctx[context])
-        return row_matmul(h, self.w2).reshape(R, self.length, self.vocab)[:, :L] + self.bias
+        h = torch.tanh(self.matmul(x.reshape(R, -1), self.w1) + self.ctx[context])
+        return self.matmul(h, self.w2).reshape(R, self.length, self.vocab)[:, :L] + self.bias
 
     def __call__(self, tokens, context, select):
         self.calls += 1
