@@ -132,7 +132,8 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--evidence-k", type=int, default=None,
-                   help="a second chain setting's row (e.g. 4, MH at tau=1 from the same starts) whose samples serve as evidence")
+                   help="a second chain setting's row (e.g. 4, MH at tau=1 from the same starts) "
+                        "whose samples serve as evidence")
     p.add_argument("--rule", action="append", default=None, metavar="TEXT",
                    help="only the rules whose names contain TEXT (repeatable; default all)")
     a = p.parse_args(argv)
