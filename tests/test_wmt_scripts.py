@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import ENV, parse_generate, run
+from conftest import _built_once
 from fairseq_mh.textio import normalise_romanian
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,29 +102,43 @@ def multi_bleu(hyps, refs):
     return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(match, total)) / 4)
 
 
-@pytest.fixture(scope="module")
-def toy(tiny_mask_predict, tmp_path_factory):
-    """The test-made Mask-Predict checkpoint laid out as a released de-en model folder
-    (checkpoint_best.pt, dict.de.txt, dict.en.txt), and its raw test set as the WMT text."""
-    m = tiny_mask_predict
-    model = tmp_path_factory.mktemp("toy") / "maskPredict_de_en"
+def _toy_model(m, folder):
+    """The test-made Mask-Predict checkpoint ``m`` laid out in ``folder`` as a released de-en
+    model folder (checkpoint_best.pt, dict.de.txt, dict.en.txt)."""
+    model = folder / "maskPredict_de_en"
     model.mkdir()
     shutil.copy(m["checkpoint"], model / "checkpoint_best.pt")
     shutil.copy(m["model_dir"] / "dict.src.txt", model / "dict.de.txt")
     shutil.copy(m["model_dir"] / "dict.tgt.txt", model / "dict.en.txt")
     src, ref = m["raw"] / "test.src", m["raw"] / "test.tgt"
-    return {"model": model, "src": src, "ref": ref, "n": len(lines(src)), "base": model.parent}
+    return {"model": model, "src": src, "ref": ref, "n": len(lines(src)), "base": folder}
+
+
+@pytest.fixture(scope="session")
+def toy(tiny_mask_predict, tmp_path_factory, worker_id):
+    """That model folder and its raw test set as the WMT text, built once per test session
+    (all workers), read-only for the tests: each writes under its own subfolder of
+    ``base`` or under tmp_path."""
+    return _built_once(tmp_path_factory, worker_id, "wmt_toy", lambda folder: _toy_model(tiny_mask_predict, folder))
 
 
 def common(toy):
     return ["--model", toy["model"], "--src", toy["src"], "--ref", toy["ref"], "--cpu", "--batch-size", "8"]
 
 
-@pytest.fixture(scope="module")
-def full_run(toy):
-    out = toy["base"] / "run"
-    p = ok(script("eval_wmt14_de_en.sh", *common(toy), "--out", out, "--", *MH))
-    return {"out": out, "p": p}
+@pytest.fixture(scope="session")
+def full_run(toy, tmp_path_factory, worker_id):
+    """The unsharded MH run of the toy model, decoded once per test session: this file and
+    test_submitit_wmt compare their runs with it and reuse its prep/ and bin/."""
+    def build(folder):
+        p = ok(script("eval_wmt14_de_en.sh", *common(toy), "--out", folder / "run", "--", *MH))
+        (folder / "stdout.txt").write_text(p.stdout)
+        (folder / "stderr.txt").write_text(p.stderr)
+        return {"out": folder / "run", "stdout": folder / "stdout.txt", "stderr": folder / "stderr.txt"}
+
+    r = _built_once(tmp_path_factory, worker_id, "wmt_full_run", build)
+    p = subprocess.CompletedProcess([], 0, r["stdout"].read_text(), r["stderr"].read_text())
+    return {"out": r["out"], "p": p}
 
 
 def test_end_to_end_reports_both_bleus(toy, full_run):
