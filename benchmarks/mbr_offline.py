@@ -123,7 +123,7 @@ class MeanUtility:
         return sum(u.matrix(strings) for u in self.parts) / len(self.parts)
 
 
-def main(argv=None):
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", type=Path, default=Path(os.environ.get("FAIRSEQ_MH_SHARED", REPO.parent / "shared")))
     p.add_argument("--dump", type=Path, required=True)
@@ -136,25 +136,12 @@ def main(argv=None):
                         "whose samples serve as evidence")
     p.add_argument("--rule", action="append", default=None, metavar="TEXT",
                    help="only the rules whose names contain TEXT (repeatable; default all)")
-    a = p.parse_args(argv)
-    import sacrebleu
+    return p.parse_args(argv)
 
-    from fairseq_mh.core.utility import make_utility
 
-    def lines(lang):
-        with gzip.open(a.shared / "data" / "multi30k" / f"{a.split}.{lang}.gz", "rt", encoding="utf-8") as f:
-            return f.read().splitlines()[: a.n]
-
-    src, ref = lines("de"), lines("en")
-    from fairseq_mh.evaluation import load_decoder
-
-    model = a.shared / "models" / "m30k-cmlm-e33"
-    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
-    pool, starts = load(a.dump, a.k, dec.detokenize)
-    n = len(pool)
-    src, ref = src[:n], ref[:n]
-    lps = length_log_probs(dec, src)
-    bleu = make_utility("bleu")
+def rule_table(evidence_k=None):
+    """name -> the rule's settings for ``select``, in the order the table lists them; the
+    rules of a second setting's evidence only when ``evidence_k`` names one."""
     rules = {"best energy": dict(kind="best"), "mbr": dict(kind="mbr")}
     for prior in (0.5, 1.0):
         rules[f"mbr, length prior {prior}"] = dict(kind="mbr", prior=prior)
@@ -167,25 +154,55 @@ def main(argv=None):
     for c in (0.05, 0.1, 0.2):
         rules[f"mbr + 32*(energy + {c}*log p(L))"] = dict(kind="mbr", energy=32.0, length_score=c)
     rules["mbr (bleu+chrf) + 32*energy"] = dict(kind="mbr", energy=32.0, utility=MeanUtility())
-    hot = load(a.dump, a.evidence_k, dec.detokenize)[0] if a.evidence_k is not None else {}
-    if hot:
+    if evidence_k is not None:
         for lam in (0.0, 8.0, 16.0, 32.0, 64.0):
-            rules[f"mbr + {lam}*energy, setting {a.evidence_k} as the only evidence"] = dict(
+            rules[f"mbr + {lam}*energy, setting {evidence_k} as the only evidence"] = dict(
                 kind="mbr", energy=lam, hot="only")
-            rules[f"mbr + {lam}*energy, setting {a.evidence_k} added to candidates and evidence"] = dict(
+            rules[f"mbr + {lam}*energy, setting {evidence_k} added to candidates and evidence"] = dict(
                 kind="mbr", energy=lam, hot="both")
-    lines_out = ["| rule | BLEU |", "|---|---:|"]
+    return rules
+
+
+def oracle_hypotheses(pool, ref):
+    """Each sentence's sample with the highest sentence BLEU against its reference."""
+    import sacrebleu
+
+    oracle = []
+    for i in range(len(pool)):
+        texts = list(dict.fromkeys(s[0] for s in pool[i]))
+        oracle.append(max(texts, key=lambda t: sacrebleu.sentence_bleu(t, [ref[i]]).score))
+    return oracle
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    import sacrebleu
+
+    from fairseq_mh.core.utility import make_utility
+    from fairseq_mh.evaluation import load_decoder
+
+    def lines(lang):
+        with gzip.open(a.shared / "data" / "multi30k" / f"{a.split}.{lang}.gz", "rt", encoding="utf-8") as f:
+            return f.read().splitlines()[: a.n]
+
+    src, ref = lines("de"), lines("en")
+    model = a.shared / "models" / "m30k-cmlm-e33"
+    dec = load_decoder(model / "checkpoint.pt", model, "translation_mh", "de", "en", model / "spm.model")
+    pool, starts = load(a.dump, a.k, dec.detokenize)
+    hot = load(a.dump, a.evidence_k, dec.detokenize)[0] if a.evidence_k is not None else {}
+    n = len(pool)
+    src, ref = src[:n], ref[:n]
+    lps = length_log_probs(dec, src)
+    bleu = make_utility("bleu")
+    rules = rule_table(a.evidence_k)
     if a.rule:
         rules = {k: v for k, v in rules.items() if any(t in k for t in a.rule)}
+    lines_out = ["| rule | BLEU |", "|---|---:|"]
     for name, rule in rules.items():
         hyp = [select(pool[i], starts.get(i, []), rule, lps[i], bleu, hot.get(i, ())) for i in range(n)]
         lines_out.append(f"| {name} | {sacrebleu.corpus_bleu(hyp, [ref]).score:.2f} |")
         print(lines_out[-1], flush=True)
-    oracle = []
-    for i in range(n):
-        texts = list(dict.fromkeys(s[0] for s in pool[i]))
-        oracle.append(max(texts, key=lambda t: sacrebleu.sentence_bleu(t, [ref[i]]).score))
-    lines_out.append(f"| oracle (a bound) | {sacrebleu.corpus_bleu(oracle, [ref]).score:.2f} |")
+    lines_out.append(f"| oracle (a bound) | {sacrebleu.corpus_bleu(oracle_hypotheses(pool, ref), [ref]).score:.2f} |")
     print(lines_out[-1])
     if a.out:
         import shlex
