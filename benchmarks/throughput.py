@@ -9,8 +9,9 @@ For each model (the Multi30k CMLM of ../shared and the WMT-size stand-in of
 * model rows/s in calls of 16 to 256 rows, with the analytic FLOPs of a row and the share of
   that peak they reach;
 * MH and block-MH decoding: rows/s and sentences/s with today's path (one sentence per call,
-  every row projecting the encoder states again), ``--mh-batching sentence`` (with the
-  per-sentence key/value cache) and ``shared`` (rows of many sentences per call);
+  every row projecting the encoder states again, the last layer at every position),
+  ``--mh-batching sentence`` (with the per-sentence key/value cache and the last layer at the
+  selected positions only) and ``shared`` (rows of many sentences per call);
 * mask-predict sentences/s against fairseq's IterativeRefinementGenerator on the same sentences
   (CMLM only), with the number of identical hypotheses;
 * peak memory (CUDA: allocated; CPU: the process's maximum RSS) per model and dtype, and per
@@ -76,16 +77,20 @@ def dims(model):
     return len(dec.layers), layer.fc1.in_features, layer.fc1.out_features, dec.embed_tokens.weight.size(0)
 
 
-def row_flops(model, T, S, selected=1, cached=True):
-    """Analytic FLOPs of one decoder row of T positions over S source states (matmuls only)."""
+def row_flops(model, T, S, selected=1, cached=True, select_queries=True):
+    """Analytic FLOPs of one decoder row of T positions over S source states (matmuls only);
+    with ``select_queries`` the last layer computes only the ``selected`` positions' queries,
+    encoder attention and FFN (its self-attention keys and values still at all T)."""
     n, d, f, v = dims(model)
-    per_layer = (2 * T * d * d * 4  # self-attention q, k, v, out
-                 + 2 * 2 * T * T * d  # its scores and weighted sum
-                 + 2 * T * d * d * 2  # cross-attention q, out
-                 + (0 if cached else 2 * S * d * d * 2)  # cross-attention k, v (cached: once per sentence)
-                 + 2 * 2 * T * S * d  # its scores and weighted sum
-                 + 2 * 2 * T * d * f)  # FFN
-    return n * per_layer + 2 * selected * d * v
+
+    def layer(Q):  # a layer whose outputs are wanted at Q of the T positions
+        return (2 * T * d * d * 2 + 2 * Q * d * d * 2  # self-attention k, v (all T); q, out (Q)
+                + 2 * 2 * Q * T * d  # its scores and weighted sum
+                + 2 * Q * d * d * 2  # cross-attention q, out
+                + (0 if cached else 2 * S * d * d * 2)  # cross-attention k, v (cached: once per sentence)
+                + 2 * 2 * Q * S * d  # its scores and weighted sum
+                + 2 * 2 * Q * d * f)  # FFN
+    return (n - 1) * layer(T) + layer(selected if select_queries else T) + 2 * selected * d * v
 
 
 def model_rows(adapter, encs, T, R, device):
@@ -103,7 +108,7 @@ def model_rows(adapter, encs, T, R, device):
     return R / timed(lambda: fn(tokens.masked_fill(select, adapter.mask), ctx, select), device)
 
 
-def decode(adapter, sample, cfg, batching, cache_kv, device, length=None, max_tokens=32768):
+def decode(adapter, sample, cfg, batching, cache_kv, select_queries, device, length=None, max_tokens=32768):
     """One decode of a batch with the engine (one chain start per sentence: the model's most
     probable length, or ``length`` for all); rows, calls, seconds and the cache's size."""
     import torch
@@ -123,7 +128,7 @@ def decode(adapter, sample, cfg, batching, cache_kv, device, length=None, max_to
     tokens, free, dec = adapter.target_rows(cand.reshape(-1))
     ids = sample["id"].to(device)
     starts = Starts(tokens, free, torch.arange(B, device=device), rng.chain_keys(cfg.seed, ids), dec)
-    ev = RowEvaluator(adapter.conditional(encs, cache_kv=cache_kv), pad=adapter.pad, max_tokens=max_tokens,
+    ev = RowEvaluator(adapter.conditional(encs, cache_kv=cache_kv, select_queries=select_queries), pad=adapter.pad, max_tokens=max_tokens,
                       group_by_context=batching == "sentence")
     res = build_decoder(cfg, ev, adapter.mask, adapter.allowed()).run(starts)
     sync(device)
@@ -139,9 +144,9 @@ def median(ordered):
     return ordered[len(ordered) // 2]
 
 
-MODES = {"today (one sentence per call, no K/V cache)": ("sentence", False),
-         "sentence (K/V cache)": ("sentence", True),
-         "shared (K/V cache)": ("shared", True)}
+MODES = {"today (one sentence per call, no K/V cache, full last layer)": ("sentence", False, False),
+         "sentence (K/V cache, last layer at the selected positions)": ("sentence", True, True),
+         "shared (K/V cache, last layer at the selected positions)": ("shared", True, True)}
 
 
 def decode_table(adapter, sample, device, epochs, chains, length=None, repeats=3):
@@ -154,10 +159,10 @@ def decode_table(adapter, sample, device, epochs, chains, length=None, repeats=3
     for sampler in ("mh", "block-mh"):
         cfg = SamplerConfig(sampler=sampler, mh_epochs=epochs, num_chains=chains, block_size=4, seed=1)
         tokens = {}
-        decode(adapter, sample, cfg, "sentence", True, device, length)  # warm-up, untimed
-        for mode, (batching, cached) in MODES.items():
+        decode(adapter, sample, cfg, "sentence", True, True, device, length)  # warm-up, untimed
+        for mode, (batching, cached, select) in MODES.items():
             reset_peak(device)
-            runs = sorted((decode(adapter, sample, cfg, batching, cached, device, length) for _ in range(repeats)),
+            runs = sorted((decode(adapter, sample, cfg, batching, cached, select, device, length) for _ in range(repeats)),
                           key=lambda r: r["rows_per_s"])
             r = median(runs)
             r["rows_per_s_range"] = [runs[0]["rows_per_s"], runs[-1]["rows_per_s"]]
@@ -166,7 +171,8 @@ def decode_table(adapter, sample, device, epochs, chains, length=None, repeats=3
             out.append(dict(sampler=sampler, mode=mode, **r))
             print(f"  {sampler:8s} {mode:45s} {r['rows_per_s']:8.0f} rows/s  {r['rows_per_call']:6.0f} rows/call",
                   flush=True)
-        same = (tokens["shared (K/V cache)"] == tokens["sentence (K/V cache)"]).all(1).float().mean().item()
+        sentence_mode, shared_mode = list(MODES)[1:]
+        same = (tokens[shared_mode] == tokens[sentence_mode]).all(1).float().mean().item()
         out[-1]["chains_identical_to_sentence_mode"] = same
     return out
 
@@ -355,7 +361,7 @@ def markdown(report) -> str:
          f"Command: `{report['command']}`", "", f"{report['machine']}; torch {report['torch']}; "
          f"{report['threads']} threads; MH runs: {report['epochs']} epoch(s), {report['chains']} chains, one length.",
          "", "## Model calls", "",
-         "| model | dtype | matmul GFLOP/s | FLOPs/row (cached K/V) | rows/call | rows/s | share of peak |",
+         "| model | dtype | matmul GFLOP/s | FLOPs/row (cached K/V, last layer at one position) | rows/call | rows/s | share of peak |",
          "|---|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         for R, x in r["model_rows"].items():

@@ -231,6 +231,33 @@ def test_shared_calls_and_cached_keys_values_match_one_sentence_uncached_calls(f
     assert not torch.equal(reference[:2], reference[2:4])  # the sentences do differ
 
 
+def test_the_last_layer_at_the_selected_positions_only_matches_the_full_decoder(family):
+    """query_select: MH rows (one position each) and mask-predict rows (several, a different
+    number per row), one sentence per call and mixed, against the decoder run at every position."""
+    from fairseq_mh.models.adapters import adapter_for
+
+    dec, sample = family
+    adapter = adapter_for(dec.models[0], dec.task.target_dictionary)
+    with torch.no_grad():
+        encs = adapter.encode(sample["net_input"])
+        rows, ctx, one = _rows(adapter, encs, sample)
+        free = rows.ne(adapter.pad) & rows.ne(adapter.eos) & rows.ne(adapter.bos)
+        g = torch.Generator().manual_seed(1)
+        several = free & (torch.rand(free.shape, generator=g) < 0.4)
+        several[~several.any(1), 1] = True
+        counts = several.sum(1)
+        assert counts.min() < counts.max() < rows.size(1)  # ragged, and fewer than every position
+        several_rows = rows.masked_fill(several, adapter.mask)
+        fast, full = adapter.conditional(encs), adapter.conditional(encs, select_queries=False)
+        for toks, select in ((rows, one), (several_rows, several)):
+            for pick in (ctx >= 0, ctx == 2):
+                a, b = fast(toks[pick], ctx[pick], select[pick]), full(toks[pick], ctx[pick], select[pick])
+                assert a.shape == b.shape == (int(select[pick].sum()), adapter.vocab_size)
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        everything = free | rows.eq(adapter.mask)
+        torch.testing.assert_close(fast(rows, ctx, everything), full(rows, ctx, everything))
+
+
 def _decode(dec, sample, batching, **overrides):
     from fairseq_mh.generator import MHGenerator
 

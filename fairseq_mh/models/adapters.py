@@ -24,6 +24,7 @@ from typing import List, Tuple
 import torch
 
 from .encoder_bank import EncoderBank, Gathered, fixed_projections
+from .query_select import last_layer_at, query_index
 
 __all__ = ["ModelAdapter", "MaskPredictAdapter", "CMLMAdapter", "adapter_for", "length_candidates"]
 
@@ -131,19 +132,29 @@ class ModelAdapter:
         a[self.special_symbols()] = False
         return a
 
-    def conditional(self, encs, cache_kv: bool = True):
+    def conditional(self, encs, cache_kv: bool = True, select_queries: bool = True):
         """The masked conditional for the engine: rows of any sentences of the batch
         (``context`` indexes it) attend to their own sentence's encoder output, and only
         selected positions are projected.  Logits come in the model's dtype.
 
         With ``cache_kv`` every sentence's cross-attention keys and values are computed once
         here and shared by all its rows and chains (``EncoderBank``); without, every row
-        projects them again (the reference the cached path is tested against)."""
+        projects them again (the reference the cached path is tested against).  With
+        ``select_queries`` the last decoder layer runs only at the selected positions
+        (``query_select``); without, at all of them (the reference)."""
         bank = EncoderBank([self._states(e) for e in encs], self._kv if cache_kv else None)
+        layers = self.model.decoder.layers
+        select_queries = select_queries and not any(getattr(l, "cross_self_attention", False) for l in layers)
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-            feats = self._features(tokens, bank.gather(context))
-            return self._project(feats[select])
+            g = bank.gather(context)
+            if select_queries:
+                index, valid = query_index(select)
+                if 0 < index.size(1) < tokens.size(1):
+                    with last_layer_at(layers, index):
+                        feats = self._features(tokens, g)
+                    return self._project(feats[valid])
+            return self._project(self._features(tokens, g)[select])
 
         return fn
 
