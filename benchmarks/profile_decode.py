@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--sentences", type=int, default=16)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--rows", type=int, default=22, help="operators listed")
+    p.add_argument("--max-tokens", type=int, default=32768, help="rows x width per model call (--mh-max-tokens)")
+    p.add_argument("--full-last-layer", action="store_true",
+                   help="run the decoder's last layer at every position (the engine selects the wanted ones)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -57,15 +60,19 @@ def main(argv=None) -> int:
     cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=a.chains, seed=1)
     cpu = torch.device("cpu")
     with torch.no_grad():
-        tp.decode(adapter, sample, cfg, a.batching, True, cpu)
+        run = dict(batching=a.batching, cache_kv=True, select_queries=not a.full_last_layer, device=cpu,
+                   max_tokens=a.max_tokens)
+        tp.decode(adapter, sample, cfg, **run)
         with profile() as prof:
-            r = tp.decode(adapter, sample, cfg, a.batching, True, cpu)
+            r = tp.decode(adapter, sample, cfg, **run)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     cmd = "python benchmarks/profile_decode.py" + "".join(f" {shlex.quote(x)}" for x in (argv or sys.argv[1:]))
     lines = [f"# Profile: MH on the Multi30k CMLM, {a.dtype}, `--mh-batching {a.batching}`", "",
              f"Command: `{cmd}`", "",
-             f"{len(src)} sentences of test_2016_flickr, {a.chains} chains, 1 epoch, one length, K/V cache on; "
+             f"{len(src)} sentences of test_2016_flickr, {a.chains} chains, 1 epoch, one length, K/V cache on, "
+             f"last layer {'at every position' if a.full_last_layer else 'at the selected positions'}, "
+             f"--mh-max-tokens {a.max_tokens}; "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}.", "",
              f"Under the profiler: {r['rows']} rows in {r['calls']} calls ({r['rows_per_call']:.0f} rows/call), "
              f"{r['rows_per_s']:.0f} rows/s (the profiler's own overhead included).", "",
