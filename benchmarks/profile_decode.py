@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-tokens", type=int, default=32768, help="rows x width per model call (--mh-max-tokens)")
     p.add_argument("--full-last-layer", action="store_true",
                    help="run the decoder's last layer at every position (the engine selects the wanted ones)")
+    p.add_argument("--fused-attention", action="store_true",
+                   help="the model's own attention (the engine uses short_attention's batched matmuls)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -60,8 +62,8 @@ def main(argv=None) -> int:
     cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=a.chains, seed=1)
     cpu = torch.device("cpu")
     with torch.no_grad():
-        run = dict(batching=a.batching, cache_kv=True, select_queries=not a.full_last_layer, device=cpu,
-                   max_tokens=a.max_tokens)
+        run = dict(batching=a.batching, paths=dict(tp.FAST, select_queries=not a.full_last_layer,
+                                                   short_rows=not a.fused_attention), device=cpu, max_tokens=a.max_tokens)
         tp.decode(adapter, sample, cfg, **run)
         with profile() as prof:
             r = tp.decode(adapter, sample, cfg, **run)
@@ -72,6 +74,7 @@ def main(argv=None) -> int:
              f"Command: `{cmd}`", "",
              f"{len(src)} sentences of test_2016_flickr, {a.chains} chains, 1 epoch, one length, K/V cache on, "
              f"last layer {'at every position' if a.full_last_layer else 'at the selected positions'}, "
+             f"{'fused' if a.fused_attention else 'bmm'} attention, "
              f"--mh-max-tokens {a.max_tokens}; "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}.", "",
              f"Under the profiler: {r['rows']} rows in {r['calls']} calls ({r['rows_per_call']:.0f} rows/call), "

@@ -231,13 +231,24 @@ def test_shared_calls_and_cached_keys_values_match_one_sentence_uncached_calls(f
     assert not torch.equal(reference[:2], reference[2:4])  # the sentences do differ
 
 
-def test_the_last_layer_at_the_selected_positions_only_matches_the_full_decoder(family):
-    """query_select: MH rows (one position each) and mask-predict rows (several, a different
-    number per row), one sentence per call and mixed, against the decoder run at every position."""
-    from fairseq_mh.models.adapters import adapter_for
+@pytest.mark.parametrize("fast_path", [dict(select_queries=True), dict(short_rows=True),
+                                       dict(select_queries=True, short_rows=True),
+                                       dict(select_queries=True, short_rows=True, cache_kv=False)],
+                         ids=["last-layer-selected", "short-attention", "both", "both-uncached"])
+def test_the_fast_paths_match_the_full_decoder(family, fast_path, monkeypatch):
+    """query_select (the last layer at the selected positions only) and short_attention
+    (fairseq's attention as batched matmuls), alone and together: MH rows (one position each)
+    and mask-predict rows (several, a different number per row), one sentence per call and
+    mixed, against the decoder run at every position with the model's own attention."""
+    from fairseq_mh.models import short_attention
+    from fairseq_mh.models.adapters import CMLMAdapter, adapter_for
 
     dec, sample = family
     adapter = adapter_for(dec.models[0], dec.task.target_dictionary)
+    calls = []
+    forward = short_attention.ShortAttention.forward
+    monkeypatch.setattr(short_attention.ShortAttention, "forward",
+                        lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
     with torch.no_grad():
         encs = adapter.encode(sample["net_input"])
         rows, ctx, one = _rows(adapter, encs, sample)
@@ -248,7 +259,9 @@ def test_the_last_layer_at_the_selected_positions_only_matches_the_full_decoder(
         counts = several.sum(1)
         assert counts.min() < counts.max() < rows.size(1)  # ragged, and fewer than every position
         several_rows = rows.masked_fill(several, adapter.mask)
-        fast, full = adapter.conditional(encs), adapter.conditional(encs, select_queries=False)
+        options = dict(dict(select_queries=False, short_rows=False), **fast_path)
+        fast = adapter.conditional(encs, **options)
+        full = adapter.conditional(encs, select_queries=False, short_rows=False)
         for toks, select in ((rows, one), (several_rows, several)):
             for pick in (ctx >= 0, ctx == 2):
                 a, b = fast(toks[pick], ctx[pick], select[pick]), full(toks[pick], ctx[pick], select[pick])
@@ -256,6 +269,8 @@ def test_the_last_layer_at_the_selected_positions_only_matches_the_full_decoder(
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
         everything = free | rows.eq(adapter.mask)
         torch.testing.assert_close(fast(rows, ctx, everything), full(rows, ctx, everything))
+    # fairseq's attention (the CMLM family) really ran as ShortAttention, and only when asked
+    assert bool(calls) == (options["short_rows"] and isinstance(adapter, CMLMAdapter))
 
 
 def _decode(dec, sample, batching, **overrides):

@@ -19,12 +19,14 @@ Sequence ends (the same for every sampler, so energies are comparable):
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import List, Tuple
 
 import torch
 
 from .encoder_bank import EncoderBank, Gathered, fixed_projections
 from .query_select import last_layer_at, query_index
+from .short_attention import short_attention
 
 __all__ = ["ModelAdapter", "MaskPredictAdapter", "CMLMAdapter", "adapter_for", "length_candidates"]
 
@@ -122,6 +124,11 @@ class ModelAdapter:
     def _project(self, features):
         return self.model.decoder.output_layer(features)
 
+    def _attention(self):
+        """A context in which the decoder's attention runs as it should for short rows
+        (the family's own attention unless it has a faster equivalent)."""
+        return nullcontext()
+
     # -- shared
     def special_symbols(self):
         return sorted({self.bos, self.pad, self.eos, self.unk, self.mask})
@@ -132,7 +139,7 @@ class ModelAdapter:
         a[self.special_symbols()] = False
         return a
 
-    def conditional(self, encs, cache_kv: bool = True, select_queries: bool = True):
+    def conditional(self, encs, cache_kv: bool = True, select_queries: bool = True, short_rows: bool = True):
         """The masked conditional for the engine: rows of any sentences of the batch
         (``context`` indexes it) attend to their own sentence's encoder output, and only
         selected positions are projected.  Logits come in the model's dtype.
@@ -141,20 +148,25 @@ class ModelAdapter:
         here and shared by all its rows and chains (``EncoderBank``); without, every row
         projects them again (the reference the cached path is tested against).  With
         ``select_queries`` the last decoder layer runs only at the selected positions
-        (``query_select``); without, at all of them (the reference)."""
+        (``query_select``); without, at all of them (the reference).  With ``short_rows`` the
+        decoder's attention is the family's kernel for short rows (``_attention``) and the rows
+        of a one-sentence call share that sentence's tables instead of a copy each
+        (``EncoderBank.gather(shared=True)``); without, the model's own attention over per-row
+        copies (the reference)."""
         bank = EncoderBank([self._states(e) for e in encs], self._kv if cache_kv else None)
         layers = self.model.decoder.layers
         select_queries = select_queries and not any(getattr(l, "cross_self_attention", False) for l in layers)
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-            g = bank.gather(context)
-            if select_queries:
-                index, valid = query_index(select)
-                if 0 < index.size(1) < tokens.size(1):
-                    with last_layer_at(layers, index):
-                        feats = self._features(tokens, g)
-                    return self._project(feats[valid])
-            return self._project(self._features(tokens, g)[select])
+            g = bank.gather(context, shared=short_rows)
+            with self._attention() if short_rows else nullcontext():
+                if select_queries:
+                    index, valid = query_index(select)
+                    if 0 < index.size(1) < tokens.size(1):
+                        with last_layer_at(layers, index):
+                            feats = self._features(tokens, g)
+                        return self._project(feats[valid])
+                return self._project(self._features(tokens, g)[select])
 
         return fn
 
@@ -215,11 +227,15 @@ class CMLMAdapter(ModelAdapter):
     def _attentions(self):
         return [layer.encoder_attn for layer in self.model.decoder.layers]
 
+    def _attention(self):
+        # fairseq's MultiheadAttention: batched matmuls instead of the fused kernel (short_attention)
+        return short_attention(self.model.decoder.layers)
+
     def _kv(self, states):
         return [(a.k_proj(states), a.v_proj(states)) for a in self._attentions()]
 
     def _features(self, tokens, g):
-        enc = {"encoder_out": [g.enc], "encoder_padding_mask": [g.mask]}
+        enc = {"encoder_out": [g.enc], "encoder_padding_mask": [] if g.mask is None else [g.mask]}
         if g.kv is None:
             return self.model.decoder.extract_features(tokens, encoder_out=enc)[0]
         with fixed_projections(self._attentions(), g.kv):

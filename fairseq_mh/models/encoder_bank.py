@@ -6,7 +6,9 @@ bank computes them once per sentence, when it is made, and each model call gathe
 Sentences are encoded alone (no padding), so a sentence's tables never depend on its batch.
 
 A call whose rows all belong to one sentence gets that sentence's tables as they are (no
-padding: what makes ``--mh-batching sentence`` bit-identical whatever the batch size); a call
+padding: what makes ``--mh-batching sentence`` bit-identical whatever the batch size), copied
+once per row, or with ``shared`` once for all of them ([S, 1, d], no mask) for attention that
+broadcasts them (``short_attention.attend``); a call
 mixing sentences gets them zero-padded to the longest source among them, with a padding mask
 that hides the padding from attention, so its rows match the one-sentence path up to float
 rounding.
@@ -29,10 +31,11 @@ KV = List[Tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: keys, values 
 @dataclass
 class Gathered:
     """What one model call's R rows attend to: time-major encoder states [S, R, d], the key
-    padding mask [R, S] (True at padding) and, when cached, each layer's keys and values."""
+    padding mask [R, S] (True at padding) and, when cached, each layer's keys and values;
+    for one sentence's rows with ``shared``, [S, 1, d] tables and no mask."""
 
     enc: torch.Tensor
-    mask: torch.Tensor
+    mask: Optional[torch.Tensor]
     kv: Optional[KV]
 
 
@@ -68,11 +71,15 @@ class EncoderBank:
             self._padded = (enc, pos[None, :] >= self.lengths[:, None], kv)
         return self._padded
 
-    def gather(self, context: torch.Tensor) -> Gathered:
-        """The tables of the sentences ``context`` [R] names, one column per row."""
+    def gather(self, context: torch.Tensor, shared: bool = False) -> Gathered:
+        """The tables of the sentences ``context`` [R] names, one column per row (with
+        ``shared``, one column for all when they are one sentence's)."""
         R = context.numel()
         c0 = int(context[0])
         if bool((context == c0).all()):
+            if shared:
+                return Gathered(self.outs[c0][:, None], None,
+                                None if self.kv is None else [(k[:, None], v[:, None]) for k, v in self.kv[c0]])
             # one copy per row, as a reorder of the encoder output makes (attention reshapes them anyway)
             rep = lambda t: t[:, None].expand(-1, R, -1).contiguous()  # noqa: E731
             enc = rep(self.outs[c0])

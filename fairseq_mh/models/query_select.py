@@ -23,7 +23,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-__all__ = ["query_index", "last_layer_at"]
+__all__ = ["query_index", "last_layer_at", "Delegating"]
 
 
 def query_index(select: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -38,9 +38,10 @@ def query_index(select: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return index, valid
 
 
-class _Wrapper(nn.Module):
-    """Hands on whatever else is asked of the wrapped module (fairseq's layers ask their
-    attention for ``_get_input_buffer``; the CMLM adapter asks a layer for ``encoder_attn``)."""
+class Delegating(nn.Module):
+    """A wrapper that hands on whatever else is asked of the module it wraps (fairseq's layers
+    ask their attention for ``_get_input_buffer``; the CMLM adapter asks a layer for
+    ``encoder_attn``); ``inner`` names the attribute that holds it."""
 
     inner: str
 
@@ -51,7 +52,7 @@ class _Wrapper(nn.Module):
             return getattr(self._modules[self.inner], name)
 
 
-class _KeysFromFull(_Wrapper):
+class _KeysFromFull(Delegating):
     """Self-attention whose keys and values are the layer's full input, whatever its query."""
 
     inner = "attn"
@@ -67,7 +68,7 @@ class _KeysFromFull(_Wrapper):
         return self.attn(query, self.full, *args, **kwargs)
 
 
-class _AtPositions(_Wrapper):
+class _AtPositions(Delegating):
     """A decoder layer run at the positions ``index`` [R, Q] of its time-major input [L, R, d]."""
 
     inner = "layer"
