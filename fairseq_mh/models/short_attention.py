@@ -76,6 +76,10 @@ class ShortAttention(Delegating):
             return a(query, key, value, key_padding_mask=key_padding_mask, incremental_state=incremental_state,
                      need_weights=need_weights, static_kv=static_kv, attn_mask=attn_mask,
                      before_softmax=before_softmax, need_head_weights=need_head_weights)
+        if not query.is_contiguous():  # the first layer's input is a transposed view: copy it
+            contiguous = query.contiguous()  # once, not once per projection
+            key, value = (contiguous if t is query else t for t in (key, value))
+            query = contiguous
         q = self.q_proj(query) * a.scaling
         out = attend(q, self.k_proj(key), self.v_proj(value), key_padding_mask, a.num_heads)
         return self.out_proj(out), None
