@@ -148,7 +148,7 @@ def decode(adapter, sample, cfg, batching, paths, device, length=None, max_token
     t0 = time.perf_counter()
     net_input = sample["net_input"]
     B = net_input["src_tokens"].size(0)
-    encs = adapter.encode(net_input)
+    encs = adapter.encode(net_input, batched=batching == "shared")  # as the generator does
     if length is None:
         lp, lens = adapter.length_distribution(encs, net_input)
         cand = length_candidates(lp, lens, 1, "top", max_len=adapter.max_target_length)

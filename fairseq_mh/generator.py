@@ -119,7 +119,7 @@ class MHGenerator:
         adapter = adapter_for(model, self.tgt_dict)
         net_input = sample["net_input"]
         B = net_input["src_tokens"].size(0)
-        encs = adapter.encode(net_input)
+        encs = adapter.encode(net_input, batched=self.batching == "shared")
         lp, lens = adapter.length_distribution(encs, net_input)
         cand = length_candidates(lp, lens, self.length_beam, self.length_style, max_len=adapter.max_target_length)
         l = cand.size(1)

@@ -193,6 +193,31 @@ def family(request):
     return dec, ds.collater([ds[i] for i in range(len(ds))])
 
 
+def test_batched_encoding_matches_encoding_each_sentence_alone(family):
+    """--mh-batching shared encodes the batch in one padded call and splits it per sentence:
+    the states, the length distribution and the rows' logits match the one-sentence encoding
+    up to float rounding, and the batch really had padding to strip."""
+    from fairseq_mh.models.adapters import adapter_for
+
+    dec, sample = family
+    adapter = adapter_for(dec.models[0], dec.task.target_dictionary)
+    src = sample["net_input"]["src_tokens"]
+    assert src.eq(adapter.pad).any()  # sentences of different lengths
+    with torch.no_grad():
+        alone, batched = adapter.encode(sample["net_input"]), adapter.encode(sample["net_input"], batched=True)
+        assert len(alone) == len(batched) == src.size(0)
+        for a, b in zip(alone, batched):
+            sa, sb = adapter._states(a), adapter._states(b)
+            assert sa.shape == sb.shape
+            torch.testing.assert_close(sb, sa, rtol=1e-5, atol=1e-5)
+        for x, y in zip(adapter.length_distribution(batched, sample["net_input"]),
+                        adapter.length_distribution(alone, sample["net_input"])):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+        rows, ctx, one = _rows(adapter, alone, sample)
+        torch.testing.assert_close(adapter.conditional(batched)(rows, ctx, one),
+                                   adapter.conditional(alone)(rows, ctx, one), rtol=1e-5, atol=1e-5)
+
+
 def _rows(adapter, encs, sample):
     """Masked rows of every sentence at its two most probable lengths, one position each."""
     from fairseq_mh.models.adapters import length_candidates

@@ -79,10 +79,27 @@ class ModelAdapter:
         """(log_probs [K], lengths [K]) of one sentence."""
         raise NotImplementedError
 
-    def encode(self, net_input) -> List:
-        """One encoder output per sentence of the batch, each computed without padding."""
+    def _encode_batch(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor):
+        """Encoder output of a padded batch [B, S] of sentences."""
+        raise NotImplementedError
+
+    def _split(self, enc, b: int, keep: torch.Tensor):
+        """Sentence ``b``'s encoder output, in ``_encode_one``'s format, from a batch's ``enc``
+        (``keep`` [S]: the sentence's non-padding positions)."""
+        raise NotImplementedError
+
+    def encode(self, net_input, batched: bool = False) -> List:
+        """One encoder output per sentence of the batch.  By default each is computed alone,
+        without padding, so that it never depends on the batch (what makes ``--mh-batching
+        sentence`` bit-identical whatever the batching).  With ``batched``, one padded encoder
+        call for the whole batch, split per sentence: equal up to float rounding, and one
+        call instead of B (what ``--mh-batching shared`` uses)."""
         src = net_input["src_tokens"]
-        return [self._encode_one(row[row.ne(self.pad)][None, :]) for row in src]
+        if not batched or src.size(0) == 1:
+            return [self._encode_one(row[row.ne(self.pad)][None, :]) for row in src]
+        keep = src.ne(self.pad)
+        enc = self._encode_batch(src, keep.sum(1))
+        return [self._split(enc, b, keep[b]) for b in range(src.size(0))]
 
     def length_distribution(self, encs, net_input) -> Tuple[torch.Tensor, torch.Tensor]:
         """(log_probs [B, K], lengths [B, K]): the model's distribution over total lengths."""
@@ -185,6 +202,14 @@ class MaskPredictAdapter(ModelAdapter):
     def _encode_one(self, src_tokens):
         return self.model.encoder(src_tokens, src_tokens.new_tensor([src_tokens.size(1)]))
 
+    def _encode_batch(self, src_tokens, src_lengths):
+        return self.model.encoder(src_tokens, src_lengths)
+
+    def _split(self, enc, b, keep):
+        states = enc["encoder_out"][keep, b][:, None]
+        return {"encoder_out": states, "encoder_padding_mask": keep.new_zeros(1, states.size(0)),
+                "predicted_lengths": enc["predicted_lengths"][b: b + 1]}
+
     def _length_one(self, enc, src_tokens):
         lp = enc["predicted_lengths"][0].float()
         return lp, torch.arange(lp.numel(), device=lp.device)
@@ -212,6 +237,13 @@ class CMLMAdapter(ModelAdapter):
 
     def _encode_one(self, src_tokens):
         return self.model.encoder(src_tokens, src_lengths=src_tokens.new_tensor([src_tokens.size(1)]))
+
+    def _encode_batch(self, src_tokens, src_lengths):
+        return self.model.encoder(src_tokens, src_lengths=src_lengths)
+
+    def _split(self, enc, b, keep):
+        states = enc["encoder_out"][0][keep, b][:, None]
+        return {"encoder_out": [states], "encoder_padding_mask": [keep.new_zeros(1, states.size(0))]}
 
     def _length_one(self, enc, src_tokens):
         dec = self.model.decoder
