@@ -1,7 +1,8 @@
 """Adapters: what the generator needs from a checkpoint family, behind one interface.
 
 An adapter encodes each sentence once (alone, without padding, so its encoding does not depend
-on the batch it came in), gives the model's own length distribution, lays out target rows of a
+on the batch it came in; or, for shared calls, the whole batch in one padded call, equal up to
+float rounding), gives the model's own length distribution, lays out target rows of a
 given length (which positions hold fixed symbols, which the samplers may change), and returns
 a masked conditional for the engine that reuses the sentence's encoder output for every row
 and chain and projects only the selected positions onto the vocabulary.
