@@ -179,23 +179,32 @@ MODES = {"today (one sentence per call, no K/V cache, full last layer, fused att
 
 
 def decode_table(adapter, sample, device, epochs, chains, length=None, repeats=3):
-    """MH and block-MH in every batching mode, each timed ``repeats`` times after one untimed
-    warm-up decode (the first calls in a dtype set up its kernels), keeping the median; the
-    shared mode's tokens are compared with the sentence mode's (equal up to float rounding)."""
+    """MH and block-MH in every batching mode after one untimed warm-up decode (the first calls
+    in a dtype set up its kernels): ``repeats`` rounds that time each mode once, in turn (this
+    machine's speed drifts within minutes, so every mode sees the same phases), keeping each
+    mode's median; the shared mode's tokens are compared with the sentence mode's (equal up to
+    float rounding)."""
     from fairseq_mh.core import SamplerConfig
 
     out = []
     for sampler in ("mh", "block-mh"):
         cfg = SamplerConfig(sampler=sampler, mh_epochs=epochs, num_chains=chains, block_size=4, seed=1)
-        tokens = {}
         decode(adapter, sample, cfg, "sentence", FAST, device, length)  # warm-up, untimed
-        for mode, (batching, paths) in MODES.items():
-            reset_peak(device)
-            runs = sorted((decode(adapter, sample, cfg, batching, paths, device, length) for _ in range(repeats)),
-                          key=lambda r: r["rows_per_s"])
-            r = median(runs)
-            r["rows_per_s_range"] = [runs[0]["rows_per_s"], runs[-1]["rows_per_s"]]
-            r["resident_peak_mb"], r["allocated_peak_mb"] = mode_peaks_mb(device)
+        runs = {mode: [] for mode in MODES}
+        for _ in range(repeats):
+            for mode, (batching, paths) in MODES.items():
+                reset_peak(device)
+                r = decode(adapter, sample, cfg, batching, paths, device, length)
+                r["resident_peak_mb"], r["allocated_peak_mb"] = mode_peaks_mb(device)
+                runs[mode].append(r)
+        tokens = {}
+        for mode, rs in runs.items():
+            rs.sort(key=lambda r: r["rows_per_s"])
+            r = dict(median(rs))
+            r["rows_per_s_range"] = [rs[0]["rows_per_s"], rs[-1]["rows_per_s"]]
+            r["resident_peak_mb"] = max(x["resident_peak_mb"] for x in rs)
+            if r["allocated_peak_mb"] is not None:
+                r["allocated_peak_mb"] = max(x["allocated_peak_mb"] for x in rs)
             tokens[mode] = r.pop("tokens")
             out.append(dict(sampler=sampler, mode=mode, **r))
             print(f"  {sampler:8s} {mode:45s} {r['rows_per_s']:8.0f} rows/s  {r['rows_per_call']:6.0f} rows/call",
@@ -210,7 +219,8 @@ def mask_predict_vs_irg(dec, batches, device, repeats=3):
     """Sentences/s of mask-predict (fairseq's settings, one length, shared calls) and of
     fairseq's IterativeRefinementGenerator on the same batches; identical hypotheses.  Each
     decoder decodes the batches once untimed (its call shapes' kernels are set up then), then
-    ``repeats`` times timed, keeping the median."""
+    ``repeats`` rounds time each decoder once, in turn (a pass takes seconds and this machine's
+    speed drifts within minutes, so the decoders see the same phases), keeping the medians."""
     from fairseq.iterative_refinement_generator import IterativeRefinementGenerator
 
     from fairseq_mh.core import SamplerConfig
@@ -221,21 +231,22 @@ def mask_predict_vs_irg(dec, batches, device, repeats=3):
     # report_energy=False: as fairseq-mh-generate without --mh-trace or --mh-dump-samples
     # (IRG computes no energies either)
     cfg = SamplerConfig(sampler="mask-predict", decoding_iterations=10, mask_predict_min_remask=0, report_energy=False)
-    res = {}
-    for name in ("fairseq IterativeRefinementGenerator", "fairseq_mh sentence", "fairseq_mh shared"):
-        if "Iterative" in name:
-            gen = IterativeRefinementGenerator(d, models=dec.models, max_iter=9, beam_size=1, adaptive=False)
-        else:
-            gen = MHGenerator(d, cfg, length_beam=1, length_style="around-argmax", batching=name.split()[-1])
-        times = []
-        for k in range(repeats + 1):
-            t0, hyps = time.perf_counter(), []
+    gens = {"fairseq IterativeRefinementGenerator":
+            IterativeRefinementGenerator(d, models=dec.models, max_iter=9, beam_size=1, adaptive=False)}
+    for batching in ("sentence", "shared"):
+        gens[f"fairseq_mh {batching}"] = MHGenerator(d, cfg, length_beam=1, length_style="around-argmax",
+                                                     batching=batching)
+    times, hyps = {name: [] for name in gens}, {}
+    for k in range(repeats + 1):
+        for name, gen in gens.items():
+            t0, out = time.perf_counter(), []
             for sample in batches:
-                hyps += [text(h[0]["tokens"]) for h in gen.generate(dec.models, sample)]
+                out += [text(h[0]["tokens"]) for h in gen.generate(dec.models, sample)]
             sync(device)
-            if k:  # the first pass is the warm-up
-                times.append(time.perf_counter() - t0)
-        res[name] = dict(seconds=median(sorted(times)), hyps=hyps)
+            if k:  # the first round is the warm-up
+                times[name].append(time.perf_counter() - t0)
+            hyps[name] = out
+    res = {name: dict(seconds=median(sorted(times[name])), hyps=hyps[name]) for name in gens}
     ref = res["fairseq IterativeRefinementGenerator"]["hyps"]
     n = len(ref)
     return [dict(decoder=k, sentences=n, sentences_per_s=n / v["seconds"], seconds=v["seconds"],
@@ -401,7 +412,7 @@ def markdown(report) -> str:
                      f"{x['rows_per_s']:.0f} | {100 * x['share_of_peak']:.0f}% |")
     L += ["", f"Load average when the run ended: {report['load']}.", ""]
     L += ["", "## MH decoding", "", f"rows/s: the median of {report.get('repeats', 1)} timed decodes after "
-          "an untimed warm-up; the range: their slowest and fastest.", "",
+          "an untimed warm-up, the modes timed in turn in each round; the range: their slowest and fastest.", "",
           "| model | dtype | sampler | mode | rows/s | range | sentences/s | rows/call | "
           "x today | cache MB | resident peak MB | allocated peak MB |",
           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -416,7 +427,7 @@ def markdown(report) -> str:
                      f"{'-' if x.get('allocated_peak_mb') is None else format(x['allocated_peak_mb'], '.0f')} |")
     L += ["", "## Mask-predict against fairseq's IterativeRefinementGenerator", "",
           f"sentences/s: the median of {report.get('repeats', 1)} timed passes over the sentences after an "
-          "untimed one, for each decoder.", "",
+          "untimed one, for each decoder, the decoders timed in turn in each round.", "",
           "| model | dtype | decoder | sentences | sentences/s | identical to IRG |", "|---|---|---|---:|---:|---:|"]
     for r in report["results"]:
         for x in r["mask_predict"]:
