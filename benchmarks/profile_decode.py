@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def main(argv=None) -> int:
+def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -40,7 +40,33 @@ def main(argv=None) -> int:
     p.add_argument("--fused-attention", action="store_true",
                    help="the model's own attention (the engine uses short_attention's batched matmuls)")
     p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def operator_table(a, argv, n_sentences, r, events) -> str:
+    """The profile as Markdown: the settings, the decode's rows and calls, the top operators."""
+    import torch
+
+    total = sum(e.self_cpu_time_total for e in events)
+    cmd = "python benchmarks/profile_decode.py" + "".join(f" {shlex.quote(x)}" for x in (argv or sys.argv[1:]))
+    lines = [f"# Profile: MH on the Multi30k CMLM, {a.dtype}, `--mh-batching {a.batching}`", "",
+             f"Command: `{cmd}`", "",
+             f"{n_sentences} sentences of test_2016_flickr, {a.chains} chains, 1 epoch, one length, K/V cache on, "
+             f"last layer {'at every position' if a.full_last_layer else 'at the selected positions'}, "
+             f"{'fused' if a.fused_attention else 'bmm'} attention, "
+             f"--mh-max-tokens {a.max_tokens}; "
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}.", "",
+             f"Under the profiler: {r['rows']} rows in {r['calls']} calls ({r['rows_per_call']:.0f} rows/call), "
+             f"{r['rows_per_s']:.0f} rows/s (the profiler's own overhead included).", "",
+             "| operator | self time share | self ms | calls | µs per call |", "|---|---:|---:|---:|---:|"]
+    for e in events[: a.rows]:
+        lines.append(f"| `{e.key}` | {100 * e.self_cpu_time_total / total:.1f}% | {e.self_cpu_time_total / 1e3:.0f} "
+                     f"| {e.count} | {e.self_cpu_time_total / max(e.count, 1):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    a = parse(argv)
     warnings.filterwarnings("ignore")
     import torch
     from torch.profiler import profile
@@ -68,22 +94,7 @@ def main(argv=None) -> int:
         with profile() as prof:
             r = tp.decode(adapter, sample, cfg, **run)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events)
-    cmd = "python benchmarks/profile_decode.py" + "".join(f" {shlex.quote(x)}" for x in (argv or sys.argv[1:]))
-    lines = [f"# Profile: MH on the Multi30k CMLM, {a.dtype}, `--mh-batching {a.batching}`", "",
-             f"Command: `{cmd}`", "",
-             f"{len(src)} sentences of test_2016_flickr, {a.chains} chains, 1 epoch, one length, K/V cache on, "
-             f"last layer {'at every position' if a.full_last_layer else 'at the selected positions'}, "
-             f"{'fused' if a.fused_attention else 'bmm'} attention, "
-             f"--mh-max-tokens {a.max_tokens}; "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}.", "",
-             f"Under the profiler: {r['rows']} rows in {r['calls']} calls ({r['rows_per_call']:.0f} rows/call), "
-             f"{r['rows_per_s']:.0f} rows/s (the profiler's own overhead included).", "",
-             "| operator | self time share | self ms | calls | µs per call |", "|---|---:|---:|---:|---:|"]
-    for e in events[: a.rows]:
-        lines.append(f"| `{e.key}` | {100 * e.self_cpu_time_total / total:.1f}% | {e.self_cpu_time_total / 1e3:.0f} "
-                     f"| {e.count} | {e.self_cpu_time_total / max(e.count, 1):.0f} |")
-    text = "\n".join(lines) + "\n"
+    text = operator_table(a, argv, len(src), r, events)
     out = Path(a.out or REPO / "docs" / "results" / f"profile_m30k_{a.dtype}_{a.batching}.md")
     atomic_write(out, text)
     print(text)
