@@ -399,7 +399,8 @@ def markdown(report) -> str:
     """The report as Markdown tables (the JSON beside it holds every number)."""
     L = [f"# Throughput: MH decoding against the machine's matmul peak ({report['device']})", "",
          f"Command: `{report['command']}`", "", f"{report['machine']}; torch {report['torch']}; "
-         f"{report['threads']} threads; MH runs: {report['epochs']} epoch(s), {report['chains']} chains, one length.",
+         f"{report['threads']} threads; MH runs: {report['epochs']} epoch(s), {report['chains']} chains, one length; "
+         f"oneDNN primitive cache capacity {report.get('onednn_primitive_cache_capacity') or 'default (1024)'}.",
          "", "## Model calls", "",
          "Each call size is measured in 3 rounds, each just after a measurement of the matmul peak; the table "
          "gives, per call size, the round with the median share of the peak measured beside it.", "",
@@ -474,6 +475,8 @@ def main(argv=None) -> int:
     logging.disable(logging.WARNING)
     import torch
 
+    import fairseq_mh  # noqa: F401  (first: it sizes oneDNN's primitive cache, fairseq_mh/cpu_runtime.py)
+
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         print("throughput.py: error: --device cuda but torch sees no GPU", file=sys.stderr)
@@ -487,7 +490,10 @@ def main(argv=None) -> int:
     cmd = shlex.join(["python", "benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     report = dict(command=cmd, device=device.type, machine=machine, torch=torch.__version__, threads=a.threads,
-                  epochs=a.epochs, chains=a.chains, repeats=a.repeats, load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results))
+                  epochs=a.epochs, chains=a.chains, repeats=a.repeats,
+                  onednn_primitive_cache_capacity=os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+                  or os.environ.get("DNNL_PRIMITIVE_CACHE_CAPACITY"),
+                  load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results))
     stem = Path(a.out or REPO / "docs" / "results" / f"throughput_{device.type}")
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")

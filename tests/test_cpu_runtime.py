@@ -1,0 +1,56 @@
+"""Importing fairseq_mh enlarges oneDNN's primitive cache, so a CPU bf16 decode's varied call
+shapes are built once, not rebuilt as they fall out of a 1024-entry cache
+(``fairseq_mh/cpu_runtime.py``).  Checked through oneDNN's own verbose log, not by timing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fairseq_mh.cpu_runtime import PRIMITIVE_CACHE_CAPACITY
+
+NAMES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
+
+# 1100 distinct bf16 matmul shapes (more than oneDNN's default 1024), twice over
+SHAPES = """
+import sys
+import fairseq_mh, torch
+w = torch.randn(8, 8, dtype=torch.bfloat16)
+for p in range(2):
+    print("SECOND PASS" if p else "FIRST PASS", flush=True)
+    for m in range(1, 1101):
+        torch.nn.functional.linear(torch.ones(m, 8, dtype=torch.bfloat16), w)
+"""
+
+
+def run(code, **env):
+    e = {k: v for k, v in os.environ.items() if k not in NAMES}
+    e.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout + out.stderr
+
+
+def second_pass_creations(**env):
+    """(cache hits, cache misses) of the primitive creations in the second pass."""
+    log = run(SHAPES, ONEDNN_VERBOSE="2", **env)
+    if "create:cache_" not in log:
+        pytest.skip("this torch build's bf16 matmuls do not go through oneDNN (no verbose creation log)")
+    second = log.split("SECOND PASS", 1)[1]
+    return second.count("create:cache_hit"), second.count("create:cache_miss")
+
+
+def test_the_plugin_sets_a_large_cache_unless_the_user_chose_one():
+    show = "import os, fairseq_mh; print('CAP', os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))"
+    assert f"CAP {PRIMITIVE_CACHE_CAPACITY}\n" in run(show)
+    assert "CAP 64\n" in run(show, ONEDNN_PRIMITIVE_CACHE_CAPACITY="64")
+    assert "CAP None\n" in run(show, DNNL_PRIMITIVE_CACHE_CAPACITY="64")  # the older name is honoured
+
+
+def test_the_cache_holds_every_shape_of_a_varied_bf16_workload():
+    hits, misses = second_pass_creations()
+    assert hits > 1000 and misses == 0, (hits, misses)
+    # the check can fail: at oneDNN's default capacity the same workload rebuilds every shape
+    hits, misses = second_pass_creations(ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024")
+    assert hits == 0 and misses > 1000, (hits, misses)
