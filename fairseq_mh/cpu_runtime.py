@@ -1,18 +1,32 @@
-"""CPU runtime settings the plug-in makes before the first model call.
+"""CPU runtime settings the plug-in makes before the first model call, and the call shapes
+that suit oneDNN.
 
 bf16 (and other oneDNN) matmuls on a CPU go through oneDNN, which builds one primitive per
 problem shape (about 0.5 ms each here, more than a small call's matmul) and keeps the most
 recent ``1024`` in a cache.  MH and mask-predict calls vary their row counts from call to
-call, so a decode meets thousands of shapes; at the default capacity the cache thrashes and
-bf16 mask-predict ran at 0.73-0.89x fairseq's generator, against 1.12x with a cache of 16384
-(``docs/results/throughput_cpu_amd.md``).  oneDNN reads its capacity once, when it creates its
-first primitive, so this must run before any bf16 matmul: importing ``fairseq_mh`` does it.
-A capacity the user already set (``ONEDNN_`` or the older ``DNNL_`` name) is left alone.
+call, so a decode meets thousands of shapes.  Two measures keep them built once:
+
+- ``bucket``: the shapes that vary most (the selected positions of the decoder's last layer
+  and of the vocabulary projection) are rounded up to a short list of sizes;
+- a larger cache, 4096 primitives, which holds a decode's working set (with buckets, about
+  700 shapes per mask-predict pass at Multi30k lengths).  The capacity also bounds memory:
+  a cached primitive holds 0.35-0.55 MB here, and under glibc's default malloc evicting and
+  rebuilding primitives grows the resident set further (by 3.6 GB over 3000 rebuilds at the
+  default 1024; ``docs/results/onednn_cache_memory.md``), so a cache that holds the working
+  set costs less memory than one that thrashes, and 4096 caps what the cache itself holds
+  near 2 GB.
+
+oneDNN reads its capacity once, when it creates its first primitive, so this must run before
+any bf16 matmul: importing ``fairseq_mh`` does it.  A capacity the user already set
+(``ONEDNN_`` or the older ``DNNL_`` name) is left alone.  Figures:
+``docs/results/throughput_cpu_amd.md``.
 """
 
 import os
 
-PRIMITIVE_CACHE_CAPACITY = 16384
+import torch
+
+PRIMITIVE_CACHE_CAPACITY = 4096
 _NAMES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
 
 
@@ -23,3 +37,32 @@ def enlarge_onednn_primitive_cache(capacity: int = PRIMITIVE_CACHE_CAPACITY) -> 
             return os.environ[name]
     os.environ[_NAMES[0]] = str(capacity)
     return os.environ[_NAMES[0]]
+
+
+def builds_primitives_per_shape(weight: torch.Tensor) -> bool:
+    """Whether matmuls with ``weight`` run through oneDNN (bf16 and fp16 on a CPU; fp32 runs
+    through MKL, CUDA through cuBLAS), where every new shape costs a primitive."""
+    return weight.device.type == "cpu" and weight.dtype in (torch.bfloat16, torch.float16)
+
+
+def bucket(n: int) -> int:
+    """``n`` rounded up to one of 8 sizes per octave (exact up to 16; at most 1/8 more).
+
+    Mask-predict's selected positions change count at every iteration, and MH's calls change
+    row count from call to call: with exact sizes nearly every call of the decoder's last
+    layer and of the vocabulary projection was a new shape, so a new oneDNN primitive.  Sizes
+    from this short list recur (104 of them up to 32768)."""
+    if n <= 16:
+        return n
+    step = 1 << (n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+def project_in_buckets(project, features: torch.Tensor) -> torch.Tensor:
+    """``project(features)`` for features [N, d], computed on N rounded up by ``bucket``
+    (zero rows appended, their outputs dropped): row for row the same product."""
+    n = features.size(0)
+    b = bucket(n)
+    if b > n:
+        features = torch.cat([features, features.new_zeros(b - n, *features.shape[1:])])
+    return project(features)[:n]

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from fairseq_mh.cpu_runtime import PRIMITIVE_CACHE_CAPACITY
+import torch
+
+from fairseq_mh.cpu_runtime import (PRIMITIVE_CACHE_CAPACITY, bucket, builds_primitives_per_shape,
+                                    project_in_buckets)
 
 NAMES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
 
@@ -54,3 +57,32 @@ def test_the_cache_holds_every_shape_of_a_varied_bf16_workload():
     # the check can fail: at oneDNN's default capacity the same workload rebuilds every shape
     hits, misses = second_pass_creations(ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024")
     assert hits == 0 and misses > 1000, (hits, misses)
+
+
+def test_buckets_are_few_recurring_sizes_that_waste_at_most_an_eighth():
+    sizes = [bucket(n) for n in range(1, 32769)]
+    assert sizes[:16] == list(range(1, 17))  # small counts stay exact
+    assert all(b >= n and (b - n) * 8 <= n for n, b in enumerate(sizes, 1))
+    assert all(a <= b for a, b in zip(sizes, sizes[1:]))  # monotone
+    assert all(bucket(b) == b for b in sizes)  # a bucket is its own bucket
+    assert len(set(sizes)) == 104 and bucket(17) == 18 and bucket(1000) == 1024 and bucket(1025) == 1152
+
+
+def test_projecting_in_buckets_is_the_same_product_row_for_row():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 40)
+    seen = []
+    project = lambda f: seen.append(f.size(0)) or linear(f)
+    for n in (1, 16, 17, 100, 129):
+        f = torch.randn(n, 24)
+        out = project_in_buckets(project, f)
+        assert out.shape == (n, 40) and seen[-1] == bucket(n)
+        torch.testing.assert_close(out, linear(f), rtol=1e-6, atol=1e-6)
+    assert seen[2:] == [18, 104, 144]  # padded where the count is not a bucket size
+
+
+def test_only_cpu_half_precision_weights_build_a_primitive_per_shape():
+    assert builds_primitives_per_shape(torch.zeros(2, 2, dtype=torch.bfloat16))
+    assert builds_primitives_per_shape(torch.zeros(2, 2, dtype=torch.float16))
+    assert not builds_primitives_per_shape(torch.zeros(2, 2))
+    assert not builds_primitives_per_shape(torch.zeros(2, 2, dtype=torch.bfloat16, device="meta"))

@@ -258,18 +258,29 @@ def test_shared_calls_and_cached_keys_values_match_one_sentence_uncached_calls(f
 
 @pytest.mark.parametrize("fast_path", [dict(select_queries=True), dict(short_rows=True),
                                        dict(select_queries=True, short_rows=True),
-                                       dict(select_queries=True, short_rows=True, cache_kv=False)],
-                         ids=["last-layer-selected", "short-attention", "both", "both-uncached"])
+                                       dict(select_queries=True, short_rows=True, cache_kv=False),
+                                       dict(select_queries=True, short_rows=True, buckets=True)],
+                         ids=["last-layer-selected", "short-attention", "both", "both-uncached", "bucketed"])
 def test_the_fast_paths_match_the_full_decoder(family, fast_path, monkeypatch):
     """query_select (the last layer at the selected positions only) and short_attention
     (fairseq's attention as batched matmuls), alone and together: MH rows (one position each)
     and mask-predict rows (several, a different number per row), one sentence per call and
-    mixed, against the decoder run at every position with the model's own attention."""
-    from fairseq_mh.models import short_attention
+    mixed, against the decoder run at every position with the model's own attention.
+    "bucketed" forces the oneDNN shapes (CPU bf16) on this fp32 model: the selected positions
+    and the projected rows are padded to ``cpu_runtime.bucket`` sizes, and the output is the
+    same."""
+    from fairseq_mh.cpu_runtime import bucket
+    from fairseq_mh.models import adapters, short_attention
     from fairseq_mh.models.adapters import CMLMAdapter, adapter_for
 
     dec, sample = family
     adapter = adapter_for(dec.models[0], dec.task.target_dictionary)
+    fast_path = dict(fast_path)
+    projected = []
+    if fast_path.pop("buckets", False):
+        monkeypatch.setattr(adapters, "builds_primitives_per_shape", lambda weight: True)
+        project = adapter._project
+        monkeypatch.setattr(adapter, "_project", lambda f: projected.append(f.size(0)) or project(f))
     calls = []
     forward = short_attention.ShortAttention.forward
     monkeypatch.setattr(short_attention.ShortAttention, "forward",
@@ -296,6 +307,9 @@ def test_the_fast_paths_match_the_full_decoder(family, fast_path, monkeypatch):
         torch.testing.assert_close(fast(rows, ctx, everything), full(rows, ctx, everything))
     # fairseq's attention (the CMLM family) really ran as ShortAttention, and only when asked
     assert bool(calls) == (options["short_rows"] and isinstance(adapter, CMLMAdapter))
+    if projected:  # every projection ran at a bucket size, and some of them were padded to it
+        assert all(bucket(n) == n for n in projected), projected
+        assert any(n > 16 for n in projected) and len(set(projected)) > 1, projected
 
 
 def _decode(dec, sample, batching, **overrides):

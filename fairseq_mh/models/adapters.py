@@ -26,6 +26,7 @@ from typing import List, Tuple
 import torch
 
 from .encoder_bank import EncoderBank, Gathered, fixed_projections
+from ..cpu_runtime import bucket, builds_primitives_per_shape, project_in_buckets
 from .query_select import last_layer_at, query_index
 from .short_attention import short_attention
 
@@ -174,17 +175,21 @@ class ModelAdapter:
         bank = EncoderBank([self._states(e) for e in encs], self._kv if cache_kv else None)
         layers = self.model.decoder.layers
         select_queries = select_queries and not any(getattr(l, "cross_self_attention", False) for l in layers)
+        # oneDNN (CPU bf16/fp16) builds a primitive per shape: there the selected positions'
+        # counts are rounded to recurring sizes (cpu_runtime.bucket)
+        buckets = builds_primitives_per_shape(self.model.decoder.embed_tokens.weight)
+        project = (lambda f: project_in_buckets(self._project, f)) if buckets else self._project
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
             g = bank.gather(context, shared=short_rows)
             with self._attention() if short_rows else nullcontext():
                 if select_queries:
-                    index, valid = query_index(select)
+                    index, valid = query_index(select, widen=bucket if buckets else None)
                     if 0 < index.size(1) < tokens.size(1):
                         with last_layer_at(layers, index):
                             feats = self._features(tokens, g)
-                        return self._project(feats[valid])
-                return self._project(self._features(tokens, g)[select])
+                        return project(feats[valid])
+                return project(self._features(tokens, g)[select])
 
         return fn
 

@@ -18,7 +18,7 @@ this is exact up to float rounding (tested against the full path for both famili
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -26,12 +26,16 @@ from torch import nn
 __all__ = ["query_index", "last_layer_at", "Delegating"]
 
 
-def query_index(select: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def query_index(select: torch.Tensor, widen: Optional[Callable[[int], int]] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(index [R, Q], valid [R, Q]) for a selection [R, L]: each row's selected positions in
-    ascending order, padded to the widest row's count Q; ``features[valid]`` (features at
+    ascending order, padded to the widest row's count Q (with unselected positions, up to
+    ``widen(Q)`` but at most L, when ``widen`` is given); ``features[valid]`` (features at
     ``index``) is then in the row-major order of ``full_features[select]``."""
     counts = select.sum(1)
     width = int(counts.max())
+    if widen is not None:
+        width = min(widen(width), select.size(1))
     order = torch.argsort((~select).to(torch.int8), dim=1, stable=True)  # selected first, in order
     index = order[:, :width]
     valid = torch.arange(width, device=select.device)[None, :] < counts[:, None]
