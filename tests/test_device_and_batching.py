@@ -429,8 +429,34 @@ def test_shared_calls_group_rows_of_similar_width_and_return_logits_in_row_order
     for r, n in enumerate(lengths.tolist()):
         tokens[r, :n] = 100 + r
     select = tokens.ne(PAD) & (torch.arange(10) < 2)
-    out = RowEvaluator(fn, pad=PAD, group_by_context=False)(tokens, torch.arange(8) % 3, select)
+    out = RowEvaluator(fn, pad=PAD, group_by_context=False, min_group_tokens=0)(tokens, torch.arange(8) % 3, select)
     expected = torch.cat([torch.full((int(select[r].sum()),), float((100 + r) * n), dtype=torch.float64)
                           for r, n in enumerate(lengths.tolist())])
     assert calls == [4, 10]  # two calls, each no wider than its own longest row
     torch.testing.assert_close(out[:, 0], expected)
+
+    # with the default floor, 51 real tokens are too few to cut: one call, in the caller's order
+    calls.clear()
+    out = RowEvaluator(fn, pad=PAD, group_by_context=False)(tokens, torch.arange(8) % 3, select)
+    assert calls == [10]
+    torch.testing.assert_close(out[:, 0], expected)
+
+
+def test_width_groups_are_not_cut_below_the_token_floor():
+    """A group is cut for width only once it holds ``min_tokens`` real tokens (a smaller call
+    costs more in fixed per-call work than its padding), and every row lands in one group."""
+    from fairseq_mh.core.conditional import MIN_GROUP_TOKENS, width_groups
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 40, (300,), generator=g)
+    for floor in (0, 64, MIN_GROUP_TOKENS, 10**6):
+        groups = width_groups(lengths, 0.3, floor)
+        assert sorted(torch.cat(groups).tolist()) == list(range(300))
+        for a, b in zip(groups[:-1], groups[1:]):
+            assert int(lengths[a].sum()) >= floor  # only a group that reached the floor was cut
+            # ... and it was cut because the next row would have padded it past the slack
+            w = int(lengths[b[0]])
+            assert (a.numel() + 1) * w > 1.3 * (int(lengths[a].sum()) + w)
+        if floor == 10**6:
+            assert len(groups) == 1
+    assert len(width_groups(lengths, 0.3, 0)) > len(width_groups(lengths, 0.3, MIN_GROUP_TOKENS)) > 1
