@@ -193,3 +193,25 @@ def test_rows_with_a_pad_inside_reach_the_model_whole():
     assert ev(rows, torch.tensor([0, 0]), select).shape == (2, VOCAB)
     assert torch.equal(seen[0], rows[:, :5])  # up to the first row's EOS, its inner pad kept
     assert ev.tokens == 4 + 3  # non-pad symbols
+
+
+@pytest.mark.parametrize("piece", [1, 3, 1 << 20])
+def test_energy_terms_in_pieces_are_the_upcast_computation_to_the_bit(monkeypatch, piece):
+    """Energy terms are computed piece by piece off CUDA (freed pieces are reused warm): every
+    piece size gives exactly the terms of one float64 upcast of all the rows, in any dtype and
+    with infinite logits (a disallowed token)."""
+    from fairseq_mh.core import energy
+
+    monkeypatch.setattr(energy, "PIECE_ELEMENTS", piece * 7)
+    g = torch.Generator().manual_seed(3)
+    for dtype in (torch.bfloat16, torch.float32, torch.float64):
+        logits = torch.randn(4, 5, 7, generator=g).mul(4).to(dtype)
+        logits[1, 2, 3] = -math.inf
+        tokens = torch.randint(0, 7, (4, 5), generator=g)
+        up = logits.to(torch.float64)
+        picked = up.gather(-1, tokens[..., None]).squeeze(-1)
+        expected = torch.stack([-picked, torch.logsumexp(up, -1) - picked], -1)
+        got = energy.energy_terms(logits, tokens)
+        assert got.dtype == torch.float64 and got.shape == (4, 5, 2)
+        assert torch.equal(got, expected)
+    assert energy.energy_terms(torch.zeros(0, 7), torch.zeros(0, dtype=torch.long)).shape == (0, 2)
