@@ -200,9 +200,9 @@ def test_energy_terms_in_pieces_are_the_upcast_computation_to_the_bit(monkeypatc
     """Energy terms are computed piece by piece off CUDA (freed pieces are reused warm): every
     piece size gives exactly the terms of one float64 upcast of all the rows, in any dtype and
     with infinite logits (a disallowed token)."""
-    from fairseq_mh.core import energy
+    from fairseq_mh.core import energy, pieces
 
-    monkeypatch.setattr(energy, "PIECE_ELEMENTS", piece * 7)
+    monkeypatch.setattr(pieces, "PIECE_ELEMENTS", piece * 7)
     g = torch.Generator().manual_seed(3)
     for dtype in (torch.bfloat16, torch.float32, torch.float64):
         logits = torch.randn(4, 5, 7, generator=g).mul(4).to(dtype)
@@ -215,3 +215,31 @@ def test_energy_terms_in_pieces_are_the_upcast_computation_to_the_bit(monkeypatc
         assert got.dtype == torch.float64 and got.shape == (4, 5, 2)
         assert torch.equal(got, expected)
     assert energy.energy_terms(torch.zeros(0, 7), torch.zeros(0, dtype=torch.long)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("piece", [1, 2, 1 << 20])
+def test_proposal_draws_in_pieces_are_the_whole_computation_to_the_bit(monkeypatch, piece):
+    """``draw`` runs the shaping and the inverse-CDF draw piece by piece: every piece size gives
+    exactly the draws and forward/reverse log-probabilities of one pass over all the rows, with
+    a temperature, a nucleus and disallowed tokens; a row with nothing to propose is refused."""
+    from fairseq_mh.core import pieces
+    from fairseq_mh.core.proposals import ProposalShape, draw, sample_from_log_probs, shaped_log_probs
+
+    monkeypatch.setattr(pieces, "PIECE_ELEMENTS", piece * 11)
+    g = torch.Generator().manual_seed(5)
+    allowed = torch.ones(11, dtype=torch.bool)
+    allowed[[0, 3]] = False
+    shape = ProposalShape(temperature=0.7, top_p=0.8, allowed=allowed)
+    for dtype in (torch.bfloat16, torch.float32):
+        logits = torch.randn(9, 11, generator=g).mul(3).to(dtype)
+        u = torch.rand(9, generator=g, dtype=torch.float64)
+        current = torch.randint(0, 11, (9,), generator=g)
+        lq = shaped_log_probs(logits, shape)
+        w0 = sample_from_log_probs(lq, u)
+        w, fwd, rev = draw(logits, shape, u, current)
+        assert torch.equal(w, w0) and bool(allowed[w].all())
+        assert torch.equal(fwd, lq.gather(1, w0[:, None]).squeeze(1))
+        assert torch.equal(rev, lq.gather(1, current[:, None]).squeeze(1))
+    with pytest.raises(RuntimeError, match="no token left to propose"):
+        draw(torch.zeros(3, 11), ProposalShape(allowed=torch.zeros(11, dtype=torch.bool)), torch.rand(3),
+             torch.zeros(3, dtype=torch.long))

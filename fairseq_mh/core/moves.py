@@ -15,7 +15,7 @@ import torch
 
 from . import rng
 from .conditional import RowEvaluator
-from .proposals import ProposalShape, sample_from_log_probs, shaped_log_probs
+from .proposals import ProposalShape, draw
 from .rows import masked_rows, selected_slot, single_masked_rows
 from .state import ChainState
 
@@ -118,14 +118,11 @@ def propose(shape: ProposalShape, state: ChainState, block: Block, logits: torch
     idx, P, used = block.chains, block.pos, block.used
     n = idx.numel()
     slot_c, slot_k = used.nonzero(as_tuple=True)
-    lq = shaped_log_probs(logits[slot_c, slot_k], shape)
-    if not torch.isfinite(lq).any(-1).all():
-        raise RuntimeError("a proposal distribution has no token left to propose")
     u = rng.uniform(state.keys[idx][slot_c], key.epoch, key.step, slot_k, rng.PURPOSE_PROPOSAL)
-    w = sample_from_log_probs(lq, u)
     positions = P[slot_c, slot_k]
     cur = state.tokens[idx]
     old = cur[slot_c, positions]
+    w, log_q_w, log_q_old = draw(logits[slot_c, slot_k], shape, u, old)
 
     def per_chain(values, dtype):
         return torch.zeros(n, dtype=dtype, device=values.device).index_add_(0, slot_c, values.to(dtype))
@@ -139,8 +136,8 @@ def propose(shape: ProposalShape, state: ChainState, block: Block, logits: torch
     lone[n_changed != 1] = -1
     return Proposal(
         tokens=new,
-        log_q_fwd=per_chain(lq.gather(1, w[:, None]).squeeze(1), torch.float64),
-        log_q_rev=per_chain(lq.gather(1, old[:, None]).squeeze(1), torch.float64),
+        log_q_fwd=per_chain(log_q_w, torch.float64),
+        log_q_rev=per_chain(log_q_old, torch.float64),
         n_changed=n_changed,
         lone=lone,
     )

@@ -15,7 +15,9 @@ from typing import Optional
 
 import torch
 
-__all__ = ["ProposalShape", "shaped_log_probs", "sample_from_log_probs"]
+from .pieces import row_pieces
+
+__all__ = ["ProposalShape", "draw", "shaped_log_probs", "sample_from_log_probs"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,22 @@ def sample_from_log_probs(log_probs: torch.Tensor, u: torch.Tensor) -> torch.Ten
     # u * total can round up to total; fall back to the last token of positive mass.
     last = p.size(-1) - 1 - torch.argmax((p > 0).flip(-1).to(torch.int8), dim=-1)
     return torch.minimum(idx, last)
+
+
+def draw(logits: torch.Tensor, shape: ProposalShape, u: torch.Tensor, current: torch.Tensor):
+    """What a move needs from the shaped proposals of the rows of ``logits`` [N, V]: a draw per
+    row with uniforms ``u`` [N], and the log-probabilities of the draw and of ``current`` [N]
+    (the forward and reverse terms).  Row by row the numbers of ``shaped_log_probs`` and
+    ``sample_from_log_probs``, computed in pieces (``core.pieces``)."""
+    n = logits.size(0)
+    w = torch.empty(n, dtype=torch.long, device=logits.device)
+    fwd = torch.empty(n, dtype=torch.float64, device=logits.device)
+    rev = torch.empty_like(fwd)
+    for rows in row_pieces(logits):
+        lq = shaped_log_probs(logits[rows], shape)
+        if not torch.isfinite(lq).any(-1).all():
+            raise RuntimeError("a proposal distribution has no token left to propose")
+        w[rows] = sample_from_log_probs(lq, u[rows])
+        fwd[rows] = lq.gather(1, w[rows, None]).squeeze(1)
+        rev[rows] = lq.gather(1, current[rows, None]).squeeze(1)
+    return w, fwd, rev
