@@ -34,7 +34,7 @@ def parse(argv):
     p.add_argument("--sentences", type=int, default=16)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--rows", type=int, default=22, help="operators listed")
-    p.add_argument("--max-tokens", type=int, default=32768, help="rows x width per model call (--mh-max-tokens)")
+    p.add_argument("--max-tokens", type=int, default=8192, help="rows x width per model call (--mh-max-tokens; its CPU default)")
     p.add_argument("--full-last-layer", action="store_true",
                    help="run the decoder's last layer at every position (the engine selects the wanted ones)")
     p.add_argument("--fused-attention", action="store_true",

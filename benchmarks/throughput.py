@@ -136,13 +136,15 @@ def calls_against_peak(adapter, encs, T, call_rows, d, ffn, dtype, device, round
     return max(p for p, _ in measured), out
 
 
-def decode(adapter, sample, cfg, batching, paths, device, length=None, max_tokens=32768):
+def decode(adapter, sample, cfg, batching, paths, device, length=None, max_tokens=None):
     """One decode of a batch with the engine (one chain start per sentence: the model's most
     probable length, or ``length`` for all), the conditional built with ``paths`` (``FAST``,
-    ``TODAY`` or a mix); rows, calls, seconds and the cache's size."""
+    ``TODAY`` or a mix), calls of at most ``max_tokens`` (default: the device's, as
+    fairseq-mh-generate); rows, calls, seconds and the cache's size."""
     import torch
 
     from fairseq_mh.core import RowEvaluator, Starts, build_decoder, rng
+    from fairseq_mh.cpu_runtime import call_token_budget
     from fairseq_mh.models.adapters import length_candidates
 
     t0 = time.perf_counter()
@@ -157,7 +159,8 @@ def decode(adapter, sample, cfg, batching, paths, device, length=None, max_token
     tokens, free, dec = adapter.target_rows(cand.reshape(-1))
     ids = sample["id"].to(device)
     starts = Starts(tokens, free, torch.arange(B, device=device), rng.chain_keys(cfg.seed, ids), dec)
-    ev = RowEvaluator(adapter.conditional(encs, **paths), pad=adapter.pad, max_tokens=max_tokens,
+    budget = max_tokens or call_token_budget(device)
+    ev = RowEvaluator(adapter.conditional(encs, **paths), pad=adapter.pad, max_tokens=budget,
                       group_by_context=batching == "sentence")
     res = build_decoder(cfg, ev, adapter.mask, adapter.allowed()).run(starts)
     sync(device)

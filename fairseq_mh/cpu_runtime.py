@@ -39,6 +39,19 @@ def enlarge_onednn_primitive_cache(capacity: int = PRIMITIVE_CACHE_CAPACITY) -> 
     return os.environ[_NAMES[0]]
 
 
+# Target tokens per model call when --mh-max-tokens is not given.  On a CPU a call's
+# element-wise work runs out of cache (and its intermediates are fresh mappings) beyond a few
+# thousand tokens: on the 2-core Xeon, MH with shared calls ran 1.07-1.14x faster at 8192 than
+# at 32768 (fp32 and bf16, MH and block-MH, docs/results/throughput_cpu.md).  A GPU wants big calls.
+CPU_CALL_TOKENS = 8192
+ACCELERATOR_CALL_TOKENS = 32768
+
+
+def call_token_budget(device: torch.device) -> int:
+    """The default most target tokens of one model call on ``device``."""
+    return CPU_CALL_TOKENS if torch.device(device).type == "cpu" else ACCELERATOR_CALL_TOKENS
+
+
 def builds_primitives_per_shape(weight: torch.Tensor) -> bool:
     """Whether matmuls with ``weight`` run through oneDNN (bf16 and fp16 on a CPU; fp32 runs
     through MKL, CUDA through cuBLAS), where every new shape costs a primitive."""

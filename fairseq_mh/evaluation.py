@@ -80,7 +80,7 @@ class Decoder:
 
     def run(self, name: str, sampler_cfg, sentences: List[str], references: Optional[List[str]] = None,
             batch_size: int = 32, length_beam: int = 1, length_style: str = "top", trace: Optional[Path] = None,
-            progress=None, decode_progress=None, batching: str = "sentence", max_tokens: int = 32768,
+            progress=None, decode_progress=None, batching: str = "sentence", max_tokens: Optional[int] = None,
             generator_cls=None, dump: Optional[Path] = None) -> RunSummary:
         """Decodes ``sentences``; ``progress(done, total)`` is called after each batch and
         ``decode_progress`` (a ``progress.DecodeProgress``) reports inside batches.  A given

@@ -34,6 +34,7 @@ from .core import RowEvaluator, SamplerConfig, Starts, build_decoder, rng
 from .core.budget import plan_groups, run_in_groups, start_bytes
 from .core.cost import expected_rows
 from .core.energy import ENERGIES
+from .cpu_runtime import call_token_budget
 from .diagnostics import Convergence
 from .errors import UserError
 from .heap import release_freed_memory
@@ -71,7 +72,7 @@ class MHGenerator:
         length_style: str = "top",
         hypothesis_score: str = "mean-energy",
         nbest: int = 1,
-        max_tokens: int = 32768,
+        max_tokens: Optional[int] = None,
         max_memory: Optional[int] = None,
         batching: str = "sentence",
         trace_path: Optional[str] = None,
@@ -85,7 +86,7 @@ class MHGenerator:
         self.length_style = length_style
         self.hypothesis_score = hypothesis_score
         self.nbest = nbest
-        self.max_tokens = max_tokens
+        self.max_tokens = max_tokens  # None: cpu_runtime.call_token_budget of the model's device
         self.max_memory = max_memory  # bytes of engine tensors; None: no bound; -1: auto
         self.batching = batching  # --mh-batching: "sentence" calls hold one sentence's rows, "shared" many
         self.pad = tgt_dict.pad()
@@ -134,7 +135,7 @@ class MHGenerator:
             keys=rng.chain_keys(self.cfg.seed, ids.repeat_interleave(l), torch.arange(l, device=dev).repeat(B)),
             decode=decode,
         )
-        ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens,
+        ev = RowEvaluator(adapter.conditional(encs), pad=self.pad, max_tokens=self.max_tokens or call_token_budget(dev),
                           group_by_context=self.batching == "sentence")
         self.progress.begin_batch(B, expected_rows(self.cfg, starts.free.sum(1).tolist()), ev)
         decoder = build_decoder(self.cfg, ev, adapter.mask, adapter.allowed(), monitor=self.progress.update)

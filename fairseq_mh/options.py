@@ -161,8 +161,9 @@ class MHDecodingConfig(FairseqDataclass):
         metadata={"help": "fairseq-mh-interactive: an input line with bytes that are not UTF-8 is translated "
                           "with U+FFFD in their place (replace) or skipped (skip); either way a warning names the line"},
     )
-    mh_max_tokens: int = field(
-        default=32768, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains)"}
+    mh_max_tokens: Optional[int] = field(
+        default=None, metadata={"help": "most target tokens per model call (bounds memory whatever T and chains); "
+                                        "default 8192 on CPU, where bigger calls run out of cache, 32768 on GPU"}
     )
     mh_max_memory: str = field(
         default="auto",
@@ -234,6 +235,6 @@ def validate_decoding_options(cfg) -> SamplerConfig:
     parse_memory(cfg.mh_max_memory)
     if not cfg.mh_progress_interval >= 0:
         raise ConfigError(f"--mh-progress-interval must be a number >= 0 (got {cfg.mh_progress_interval})")
-    if cfg.mh_max_tokens < 1:
+    if cfg.mh_max_tokens is not None and cfg.mh_max_tokens < 1:
         raise ConfigError(f"--mh-max-tokens must be an integer >= 1 (got {cfg.mh_max_tokens})")
     return sc

@@ -13,7 +13,7 @@ real run logs it as its first line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -137,7 +137,7 @@ def calibration_sentences(cfg: SamplerConfig, lengths, length_beam: int) -> List
 
 
 def estimate_run(model, tgt_dict, dataset, cfg: SamplerConfig, length_beam: int, length_style: str,
-                 max_tokens: int, batching: str = "sentence") -> RunEstimate:
+                 max_tokens: Optional[int], batching: str = "sentence") -> RunEstimate:
     """Expected rows and time of decoding ``dataset`` with these settings."""
     adapter = adapter_for(model, tgt_dict)
     lengths = candidate_free_lengths(adapter, dataset, length_beam, length_style)

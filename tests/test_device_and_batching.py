@@ -321,6 +321,29 @@ def _decode(dec, sample, batching, **overrides):
         return gen.generate(dec.models, sample), gen
 
 
+def test_the_generator_bounds_its_calls_by_the_devices_budget_unless_told(family, monkeypatch):
+    """MHGenerator without max_tokens gives its evaluator the model device's budget
+    (cpu_runtime.call_token_budget); a given budget is used as given."""
+    from fairseq_mh import generator
+    from fairseq_mh.cpu_runtime import call_token_budget
+
+    dec, sample = family
+    budgets, real = [], generator.RowEvaluator
+
+    def recording(*args, **kw):
+        budgets.append(kw.get("max_tokens"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(generator, "RowEvaluator", recording)
+    cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=2, seed=3)
+    for given in (None, 200):
+        gen = generator.MHGenerator(dec.task.target_dictionary, cfg, length_beam=1, max_tokens=given)
+        with torch.no_grad():
+            gen.generate(dec.models, sample)
+    device = next(dec.models[0].parameters()).device
+    assert budgets == [call_token_budget(device), 200]
+
+
 def test_decoding_with_and_without_cross_sentence_batching_agrees(family):
     dec, sample = family
     a, gen_a = _decode(dec, sample, "sentence")
