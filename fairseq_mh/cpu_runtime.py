@@ -40,9 +40,9 @@ def enlarge_onednn_primitive_cache(capacity: int = PRIMITIVE_CACHE_CAPACITY) -> 
 
 
 # Target tokens per model call when --mh-max-tokens is not given.  On a CPU a call's
-# element-wise work runs out of cache (and its intermediates are fresh mappings) beyond a few
-# thousand tokens: on the 2-core Xeon, MH with shared calls ran 1.07-1.14x faster at 8192 than
-# at 32768 (fp32 and bf16, MH and block-MH, docs/results/throughput_cpu.md).  A GPU wants big calls.
+# element-wise work runs out of cache beyond a few thousand tokens: on the 2-core Xeon, MH with
+# shared calls ran 1.07-1.14x faster at 8192 than at 32768 (fp32 and bf16, MH and block-MH;
+# the record in docs/results/throughput_cpu.md is made with 8192).  A GPU wants big calls.
 CPU_CALL_TOKENS = 8192
 ACCELERATOR_CALL_TOKENS = 32768
 
