@@ -34,7 +34,8 @@ def parse(argv):
     p.add_argument("--sentences", type=int, default=16)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--rows", type=int, default=22, help="operators listed")
-    p.add_argument("--max-tokens", type=int, default=8192, help="rows x width per model call (--mh-max-tokens; its CPU default)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="rows x width per model call (--mh-max-tokens; default: its CPU default)")
     p.add_argument("--full-last-layer", action="store_true",
                    help="run the decoder's last layer at every position (the engine selects the wanted ones)")
     p.add_argument("--fused-attention", action="store_true",
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
 
     import throughput as tp
     from fairseq_mh.core import SamplerConfig
+    from fairseq_mh.cpu_runtime import call_token_budget
     from fairseq_mh.errors import exit_on_user_error
     from fairseq_mh.evaluation import load_multi30k
     from fairseq_mh.models.adapters import adapter_for
@@ -87,6 +89,7 @@ def main(argv=None) -> int:
     adapter = adapter_for(model, dec.task.target_dictionary)
     cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=a.chains, seed=1)
     cpu = torch.device("cpu")
+    a.max_tokens = a.max_tokens or call_token_budget(cpu)  # the report names the budget used
     with torch.no_grad():
         run = dict(batching=a.batching, paths=dict(tp.FAST, select_queries=not a.full_last_layer,
                                                    short_rows=not a.fused_attention), device=cpu, max_tokens=a.max_tokens)

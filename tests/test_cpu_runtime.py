@@ -88,7 +88,6 @@ def test_only_cpu_half_precision_weights_build_a_primitive_per_shape():
     assert not builds_primitives_per_shape(torch.zeros(2, 2, dtype=torch.bfloat16, device="meta"))
 
 
-
 def test_the_default_call_budget_is_the_devices():
     """Without --mh-max-tokens a model call holds at most 8192 target tokens on a CPU (bigger
     calls run their element-wise work out of cache) and 32768 on a GPU."""
