@@ -338,6 +338,8 @@ def cpu_name():
     except (OSError, StopIteration):
         pass
     ext = [x for x in ("avx512_bf16", "amx_bf16") if x in flags]
+    if flags and "avx512f" not in flags:  # no oneDNN bf16 kernels (cpu_runtime.native_half)
+        ext.append("AVX2, no AVX-512" if "avx2" in flags else "no AVX-512")
     return f"{name}, {os.cpu_count()} CPUs" + (f" ({', '.join(ext)})" if ext else "")
 
 
@@ -404,6 +406,9 @@ def markdown(report) -> str:
          f"Command: `{report['command']}`", "", f"{report['machine']}; torch {report['torch']}; "
          f"{report['threads']} threads; MH runs: {report['epochs']} epoch(s), {report['chains']} chains, one length; "
          f"oneDNN primitive cache capacity {report.get('onednn_primitive_cache_capacity') or 'default (1024)'}.",
+         *([f"Not measured: {', '.join(report['skipped_dtypes'])}, for which this CPU has no oneDNN kernels "
+            "(matmuls in torch's reference loop, about 100x slower than fp32; `--dtypes` measures it anyway)."]
+           if report.get("skipped_dtypes") else []),
          "", "## Model calls", "",
          "Each call size is measured in 3 rounds, each just after a measurement of the matmul peak; the table "
          "gives, per call size, the round with the median share of the peak measured beside it.", "",
@@ -448,12 +453,27 @@ def markdown(report) -> str:
     return "\n".join(L) + "\n"
 
 
+def default_dtypes(device):
+    """(dtypes measured by default, dtypes left out): float32 and bfloat16, and float16 on CUDA;
+    on a CPU without oneDNN kernels for bfloat16 (an AVX2-only CPU) bfloat16 is left out, since
+    each of its matmuls takes torch's reference loop (0.7 against 65 GFLOP/s for fp32 on a
+    2-core AVX2 EPYC) and the run would take hours to show that.  ``--dtypes`` overrides."""
+    import torch
+
+    from fairseq_mh.cpu_runtime import native_half
+
+    want = ["float32", "bfloat16"] + (["float16"] if device.type == "cuda" else [])
+    keep = [d for d in want if device.type == "cuda" or d == "float32" or native_half(getattr(torch, DTYPES[d]))]
+    return keep, [d for d in want if d not in keep]
+
+
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", default=os.environ.get("FAIRSEQ_MH_SHARED", str(REPO.parent / "shared")))
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
-                   help="default: float32 bfloat16 (and float16 on CUDA)")
+                   help="default: float32 bfloat16 (and float16 on CUDA; on a CPU, bfloat16 only where "
+                        "oneDNN has kernels for it)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--chains", type=int, default=4)
@@ -485,7 +505,10 @@ def main(argv=None) -> int:
         print("throughput.py: error: --device cuda but torch sees no GPU", file=sys.stderr)
         return 2
     torch.set_num_threads(a.threads)
-    dtypes = a.dtypes or (["float32", "bfloat16"] + (["float16"] if device.type == "cuda" else []))
+    dtypes, skipped = default_dtypes(device) if a.dtypes is None else (a.dtypes, [])
+    for dt in skipped:
+        print(f"note: {dt} skipped: this CPU has no oneDNN kernels for it (cpu_runtime.native_half), so its "
+              "matmuls would take torch's reference loop, about 100x slower than fp32", flush=True)
     results = []
     for name, dec, sample, length, mp in load_models(a, device):
         for dt in dtypes:
@@ -496,7 +519,8 @@ def main(argv=None) -> int:
                   epochs=a.epochs, chains=a.chains, repeats=a.repeats,
                   onednn_primitive_cache_capacity=os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
                   or os.environ.get("DNNL_PRIMITIVE_CACHE_CAPACITY"),
-                  load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results))
+                  load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results),
+                  skipped_dtypes=skipped)
     stem = Path(a.out or REPO / "docs" / "results" / f"throughput_{device.type}")
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")

@@ -20,6 +20,12 @@ oneDNN reads its capacity once, when it creates its first primitive, so this mus
 any bf16 matmul: importing ``fairseq_mh`` does it.  A capacity the user already set
 (``ONEDNN_`` or the older ``DNNL_`` name) is left alone.  Figures:
 ``docs/results/throughput_cpu_amd.md``.
+
+oneDNN has half-precision kernels only for CPUs with the instructions (bf16: AVX-512 or
+AMX; fp16: AVX512-FP16 or AMX-FP16).  Elsewhere torch computes a bf16 or fp16 matmul with a
+reference loop: on a 2-core AVX2 AMD EPYC, 0.7 GFLOP/s against 65 for fp32, so a --bf16
+decode would run about 100x slower than without it.  ``native_half`` tells, and the run's
+preflight refuses such a run (``preflight.check_precision``).
 """
 
 import os
@@ -50,6 +56,19 @@ ACCELERATOR_CALL_TOKENS = 32768
 def call_token_budget(device: torch.device) -> int:
     """The default most target tokens of one model call on ``device``."""
     return CPU_CALL_TOKENS if torch.device(device).type == "cpu" else ACCELERATOR_CALL_TOKENS
+
+
+_HALF_PROBES = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+
+
+def native_half(dtype: torch.dtype) -> bool:
+    """Whether this CPU runs ``dtype`` (bfloat16 or float16) matmuls in oneDNN's kernels
+    rather than torch's reference loop (see the module docstring); True when this torch
+    cannot tell, so that nothing is refused on a guess."""
+    try:
+        return bool(getattr(torch.ops.mkldnn, _HALF_PROBES[dtype])())
+    except (AttributeError, RuntimeError):
+        return True
 
 
 def builds_primitives_per_shape(weight: torch.Tensor) -> bool:

@@ -3,7 +3,9 @@
 Why: fairseq validates ``--nbest`` and the output paths only when it uses them, which is
 after the model has loaded (a traceback from ``open``) or after everything was decoded (a
 ``ZeroDivisionError`` in the BLEU scorer for ``--nbest 0``).  ``check(cfg)`` refuses such a
-run up front with one line naming the option and the fix.
+run up front with one line naming the option and the fix.  So too --bf16 or --fp16 on a CPU
+without kernels for that precision, which would not fail but run about 100x slower than
+fp32 (``cpu_runtime.native_half``).
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from typing import Iterator, List, Optional, Tuple
 from .core.config import ConfigError
 from .errors import UserError
 
-__all__ = ["check", "check_nbest", "check_output_file", "check_output_folder", "output_files", "removed_on_error"]
+__all__ = ["check", "check_nbest", "check_precision", "ALLOW_SLOW_HALF", "check_output_file", "check_output_folder", "output_files", "removed_on_error"]
 
 # kernel pseudo-filesystems: writing there changes the machine, never stores records
 _PSEUDO = ("/proc", "/sys", "/dev")
+
+# set to 1 to run --bf16/--fp16 on a CPU without kernels for it anyway (e.g. to check numerics)
+ALLOW_SLOW_HALF = "FAIRSEQ_MH_ALLOW_SLOW_HALF"
 
 
 def check(cfg, results: bool = True) -> None:
     """Every run-level check; ``cfg`` is fairseq's full config (task, generation, common_eval);
     ``results``: the command writes ``--results-path`` (fairseq-generate does, -interactive not)."""
     check_nbest(cfg.generation.nbest)
+    check_precision(cfg)
     if results and getattr(cfg.common_eval, "results_path", None):
         check_output_folder("--results-path", cfg.common_eval.results_path)
     for option, path in output_files(cfg, results):
@@ -35,6 +41,31 @@ def check_nbest(nbest) -> None:
     if nbest is None or int(nbest) < 1:
         raise UserError(f"--nbest must be an integer >= 1 (got {nbest}): it is the number of hypotheses printed "
                         "per sentence")
+
+
+def check_precision(cfg) -> None:
+    """--bf16 or --fp16 on a CPU (--cpu, or no GPU) whose oneDNN lacks kernels for it is refused:
+    every matmul would take torch's reference loop, about 100x slower than fp32."""
+    import torch
+
+    from .cli_parser import bf16_requested
+    from .cpu_runtime import native_half
+
+    common = getattr(cfg, "common", None)
+    on_gpu = torch.cuda.is_available() and getattr(common, "cpu", False) is not True
+    if on_gpu or os.environ.get(ALLOW_SLOW_HALF) == "1":
+        return
+    asked = [("--fp16", torch.float16)] if getattr(common, "fp16", False) is True else []
+    asked += [("--bf16", torch.bfloat16)] if bf16_requested() else []
+    for option, dtype in asked:
+        if native_half(dtype):
+            continue
+        needs = "AVX-512 or AMX" if dtype is torch.bfloat16 else "AVX512-FP16 or AMX-FP16"
+        instead = ("; --bf16 is fast on this CPU" if dtype is torch.float16 and native_half(torch.bfloat16)
+                   else "")
+        raise UserError(f"{option}: this CPU has no {option[2:]} matmul kernels (oneDNN needs {needs}), so the "
+                        f"model would run about 100x slower than in fp32: drop {option}{instead} (or set "
+                        f"{ALLOW_SLOW_HALF}=1 to run it anyway)")
 
 
 def output_files(cfg, results: bool = True) -> Iterator[Tuple[str, str]]:

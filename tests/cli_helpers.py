@@ -14,9 +14,11 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "LOGLEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
 
 
-def run(cmd: List[str], check=True, input_text=None, cwd=None) -> subprocess.CompletedProcess:
+def run(cmd: List[str], check=True, input_text=None, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Runs a command of the venv (``env``: variables to set beside ``ENV``)."""
     exe = str(BIN / cmd[0]) if (BIN / cmd[0]).exists() else cmd[0]
-    p = subprocess.run([exe, *map(str, cmd[1:])], capture_output=True, text=True, env=ENV, input=input_text, cwd=cwd)
+    p = subprocess.run([exe, *map(str, cmd[1:])], capture_output=True, text=True, env={**ENV, **(env or {})},
+                       input=input_text, cwd=cwd)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return p
