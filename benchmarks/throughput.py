@@ -407,7 +407,8 @@ def markdown(report) -> str:
          f"{report['threads']} threads; MH runs: {report['epochs']} epoch(s), {report['chains']} chains, one length; "
          f"oneDNN primitive cache capacity {report.get('onednn_primitive_cache_capacity') or 'default (1024)'}.",
          *([f"Not measured: {', '.join(report['skipped_dtypes'])}, for which this CPU has no oneDNN kernels "
-            "(matmuls in torch's reference loop, about 100x slower than fp32; `--dtypes` measures it anyway)."]
+            "(torch's fallback matmuls: a decode about 4x slower than fp32, `docs/results/cpu_half_precision_avx2.md`; "
+            "`--dtypes` measures it anyway)."]
            if report.get("skipped_dtypes") else []),
          "", "## Model calls", "",
          "Each call size is measured in 3 rounds, each just after a measurement of the matmul peak; the table "
@@ -508,7 +509,7 @@ def main(argv=None) -> int:
     dtypes, skipped = default_dtypes(device) if a.dtypes is None else (a.dtypes, [])
     for dt in skipped:
         print(f"note: {dt} skipped: this CPU has no oneDNN kernels for it (cpu_runtime.native_half), so its "
-              "matmuls would take torch's reference loop, about 100x slower than fp32", flush=True)
+              "matmuls would take torch's fallbacks, a decode about 4x slower than fp32", flush=True)
     results = []
     for name, dec, sample, length, mp in load_models(a, device):
         for dt in dtypes:
