@@ -25,8 +25,9 @@ oneDNN has half-precision kernels only for CPUs with the instructions (bf16: AVX
 AMX; fp16: AVX512-FP16 or AMX-FP16).  Elsewhere torch computes bf16 and fp16 matmuls with
 slow fallbacks: on a 2-core AVX2 AMD EPYC, the decoder's linear layers ran at 8.6 GFLOP/s in
 bf16 against 64 in fp32 (a plain ``@`` at 0.7), and MH on the Multi30k CMLM at 89 rows/s
-against 392, 4.4x slower (fp16: 3.9x; ``docs/results/cpu_half_precision_avx2.md``).  ``native_half`` tells, and the run's
-preflight refuses such a run (``preflight.check_precision``).
+against 392, 4.4x slower (fp16: 3.9x; ``docs/results/cpu_half_precision_avx2.md``).
+``native_half`` tells, and the run's preflight refuses such a run
+(``preflight.check_precision``).
 """
 
 import os
@@ -64,7 +65,7 @@ _HALF_PROBES = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is
 
 def native_half(dtype: torch.dtype) -> bool:
     """Whether this CPU runs ``dtype`` (bfloat16 or float16) matmuls in oneDNN's kernels
-    rather than torch's reference loop (see the module docstring); True when this torch
+    rather than torch's slow fallbacks (see the module docstring); True when this torch
     cannot tell, so that nothing is refused on a guess."""
     try:
         return bool(getattr(torch.ops.mkldnn, _HALF_PROBES[dtype])())

@@ -17,7 +17,8 @@ from typing import Iterator, List, Optional, Tuple
 from .core.config import ConfigError
 from .errors import UserError
 
-__all__ = ["check", "check_nbest", "check_precision", "ALLOW_SLOW_HALF", "check_output_file", "check_output_folder", "output_files", "removed_on_error"]
+__all__ = ["check", "check_nbest", "check_precision", "ALLOW_SLOW_HALF", "check_output_file", "check_output_folder",
+           "output_files", "removed_on_error"]
 
 # kernel pseudo-filesystems: writing there changes the machine, never stores records
 _PSEUDO = ("/proc", "/sys", "/dev")

@@ -2,7 +2,8 @@
 
 On such a CPU (AVX2 only) torch computes bf16 and fp16 matmuls with slow fallbacks: on a
 2-core AVX2 EPYC MH decoded 4.4x slower in bf16 than in fp32, so the run would not fail, it
-would take 4x as long (``docs/results/cpu_half_precision_avx2.md``).  ``preflight.check_precision`` says so in one line before anything loads;
+would take 4x as long (``docs/results/cpu_half_precision_avx2.md``).
+``preflight.check_precision`` says so in one line before anything loads;
 ``FAIRSEQ_MH_ALLOW_SLOW_HALF=1`` runs it anyway.
 """
 
