@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def report(a, runs, torch_version, cmd) -> str:
+def report(a, runs, torch_version, cmd, native_bf16=True) -> str:
     """The Markdown page: both runs and their differences."""
     f, b = runs["float32"], runs["bfloat16"]
     same = sum(x == y for x, y in zip(f.hypotheses, b.hypotheses))
@@ -34,7 +34,10 @@ def report(a, runs, torch_version, cmd) -> str:
                       f"{r.seconds:.0f} |\n" for r in (f, b))
             + f"\nbf16 - fp32: BLEU {b.bleu - f.bleu:+.2f}, mean E_raw {rel(f.energy_raw, b.energy_raw):+.2f}%, "
               f"mean E_local {rel(f.energy_local, b.energy_local):+.2f}%; {same}/{a.n} identical hypotheses.  "
-              "Each run's energies are its own model's (bf16 logits upcast to float64).\n")
+              "Each run's energies are its own model's (bf16 logits upcast to float64).\n"
+            + ("" if native_bf16 else "\nThis CPU has no oneDNN bf16 kernels (`cpu_runtime.native_half`): the bf16 "
+               "run's seconds are torch's fallback matmuls, not what --bf16 costs where it is supported "
+               "(BLEU and energies do not depend on it).\n"))
 
 
 def parse(argv):
@@ -75,7 +78,9 @@ def main(argv=None):
         print(f"{name}: BLEU {r.bleu:.2f}, E_raw {r.energy_raw:.3f}, E_local {r.energy_local:.3f}, {r.seconds:.0f} s",
               flush=True)
     cmd = shlex.join(["python", "benchmarks/bf16_m30k.py", *(argv if argv is not None else sys.argv[1:])])
-    text = report(a, runs, torch.__version__, cmd)
+    from fairseq_mh.cpu_runtime import native_half
+
+    text = report(a, runs, torch.__version__, cmd, native_half(torch.bfloat16))
     from fairseq_mh.textio import atomic_write
 
     print(text)

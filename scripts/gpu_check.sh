@@ -5,10 +5,7 @@
 # dtype, then runs the throughput benchmark; everything lands under $OUT (default ./gpu_out).
 #
 # Prepare here (the wheels are for Python 3.12; never committed, .whl/ is ignored):
-#   pip download -d .whl/py312 --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 \
-#       --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any \
-#       hydra-core==1.3.2 omegaconf==2.3.0 PyYAML regex bitarray tqdm cffi pycparser cython setuptools wheel packaging numpy
-#   pip download -d .whl/py312 --no-deps fairseq-fixed==0.12.3.1 antlr4-python3-runtime==4.9.3
+#   bash scripts/gpu_prepare.sh
 # Run there (the device tool: carry ".whl/py312"):  bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,15 +21,19 @@ VENV="$PWD/.venv-gpu"  # sees the machine's torch, sacrebleu and sentencepiece
 [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 log "installing the carried wheels (no network)"
-pip install --no-index --find-links "$WHL" setuptools wheel cython numpy packaging cffi
+pip install --no-index --find-links "$WHL" setuptools wheel cython packaging cffi  # numpy: the machine's own
 pip install --no-index --find-links "$WHL" --no-build-isolation antlr4-python3-runtime==4.9.3
 pip install --no-index --find-links "$WHL" hydra-core==1.3.2 omegaconf==2.3.0 PyYAML regex bitarray tqdm
+pip install --no-index --find-links "$WHL" --no-deps arviz-base==0.8.2 arviz-stats==0.8.0 xarray-einstats==0.9.1 \
+    xarray==2026.9.0
 if ! "$VENV/bin/python" -c "import fairseq" 2>/dev/null; then
   log "building fairseq-fixed from its sdist (C++ extensions; about a minute on 16 cores)"
   MAX_JOBS=16 pip install --no-index --find-links "$WHL" --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$VENV/bin/python" -c "import fairseq, fairseq_mh; print('fairseq', fairseq.__version__)" | tee -a "$OUT/gpu_check.log"
+# everything the decode imports, before any device time goes into the runs below
+"$VENV/bin/python" -c "import fairseq, fairseq_mh.generator, fairseq_mh.evaluation; print('fairseq', fairseq.__version__)" \
+  | tee -a "$OUT/gpu_check.log"
 
 log "CUDA decode: every sampler, both batching modes, fp32/bf16/fp16, on the stand-in"
 "$VENV/bin/python" benchmarks/standin_checkpoint.py "$OUT/standin" --vocab 40000 >/dev/null
