@@ -62,7 +62,7 @@ def check_precision(cfg) -> None:
         if native_half(dtype):
             continue
         needs = "AVX-512 or AMX" if dtype is torch.bfloat16 else "AVX512-FP16 or AMX-FP16"
-        instead = ("; --bf16 is fast on this CPU" if dtype is torch.float16 and native_half(torch.bfloat16)
+        instead = ("; --bf16 has kernels on this CPU" if dtype is torch.float16 and native_half(torch.bfloat16)
                    else "")
         raise UserError(f"{option}: this CPU has no {option[2:]} matmul kernels (oneDNN needs {needs}), so the "
                         f"decode would run about 4x slower than in fp32: drop {option}{instead} (or set "

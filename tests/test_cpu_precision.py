@@ -41,9 +41,9 @@ def test_half_precision_without_cpu_kernels_is_refused_with_the_fix(no_half_kern
     assert preflight.ALLOW_SLOW_HALF + "=1" in msg
 
 
-def test_fp16_refusal_points_at_bf16_where_that_is_fast(no_half_kernels):
+def test_fp16_refusal_points_at_bf16_where_the_cpu_has_its_kernels(no_half_kernels):
     no_half_kernels.setattr(cpu_runtime, "native_half", lambda dtype: dtype is torch.bfloat16)
-    with pytest.raises(UserError, match="--bf16 is fast on this CPU"):
+    with pytest.raises(UserError, match="--bf16 has kernels on this CPU"):
         preflight.check_precision(_cfg(fp16=True))
 
 
