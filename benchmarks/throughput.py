@@ -511,9 +511,21 @@ def main(argv=None) -> int:
         print(f"note: {dt} skipped: this CPU has no oneDNN kernels for it (cpu_runtime.native_half), so its "
               "matmuls would take torch's fallbacks, a decode about 4x slower than fp32", flush=True)
     results = []
+    stem = Path(a.out or REPO / "docs" / "results" / f"throughput_{device.type}")
+    stem.parent.mkdir(parents=True, exist_ok=True)
     for name, dec, sample, length, mp in load_models(a, device):
         for dt in dtypes:
             results.append(measure_model(a, name, dec, sample, length, mp, getattr(torch, DTYPES[dt]), device))
+            write_report(stem, a, argv, device, results, skipped, complete=False)  # a run cut short keeps these
+    print(write_report(stem, a, argv, device, results, skipped, complete=True))
+    return 0
+
+
+def write_report(stem, a, argv, device, results, skipped, complete):
+    """Writes the JSON and Markdown of the results so far (after each model and dtype, so that a
+    run stopped at a time limit, as on a lent GPU, still leaves what it measured); the Markdown."""
+    import torch
+
     cmd = shlex.join(["python", "benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     report = dict(command=cmd, device=device.type, machine=machine, torch=torch.__version__, threads=a.threads,
@@ -521,13 +533,13 @@ def main(argv=None) -> int:
                   onednn_primitive_cache_capacity=os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
                   or os.environ.get("DNNL_PRIMITIVE_CACHE_CAPACITY"),
                   load=" ".join(f"{x:.1f}" for x in os.getloadavg()), results=results, estimate=paper_estimate(results),
-                  skipped_dtypes=skipped)
-    stem = Path(a.out or REPO / "docs" / "results" / f"throughput_{device.type}")
-    stem.parent.mkdir(parents=True, exist_ok=True)
+                  skipped_dtypes=skipped, complete=complete)
+    text = markdown(report)
+    if not complete:
+        text += "\n**Partial:** the run had not finished when this was written; the tables hold what it measured.\n"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
-    return 0
+    stem.with_suffix(".md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
