@@ -456,9 +456,10 @@ def markdown(report) -> str:
 
 def default_dtypes(device):
     """(dtypes measured by default, dtypes left out): float32 and bfloat16, and float16 on CUDA;
-    on a CPU without oneDNN kernels for bfloat16 (an AVX2-only CPU) bfloat16 is left out, since
-    each of its matmuls takes torch's reference loop (0.7 against 65 GFLOP/s for fp32 on a
-    2-core AVX2 EPYC) and the run would take hours to show that.  ``--dtypes`` overrides."""
+    on a CPU without oneDNN kernels for bfloat16 (an AVX2-only CPU) bfloat16 is left out: its
+    matmuls take torch's fallbacks (a decode 4.4x slower than fp32 on a 2-core AVX2 EPYC,
+    ``docs/results/cpu_half_precision_avx2.md``), where --bf16 is refused anyway.  ``--dtypes``
+    overrides."""
     import torch
 
     from fairseq_mh.cpu_runtime import native_half
