@@ -25,16 +25,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def gflops(fn, flops, seconds=1.0):
-    """GFLOP/s of ``fn`` (``flops`` per call) over at least ``seconds``, after one warm-up call."""
-    fn()
-    t0, n = time.perf_counter(), 0
-    while n == 0 or time.perf_counter() - t0 < seconds:
-        fn()
-        n += 1
-    return flops * n / (time.perf_counter() - t0) / 1e9
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", type=Path, default=Path(os.environ.get("FAIRSEQ_MH_SHARED", REPO.parent / "shared")))
@@ -51,7 +41,7 @@ def main(argv=None):
     from fairseq_mh.core.config import SamplerConfig
     from fairseq_mh.cpu_runtime import native_half
     from fairseq_mh.evaluation import Decoder, load_decoder
-    from throughput import cpu_name
+    from throughput import best_of, cpu_name
 
     torch.set_num_threads(a.threads)
     m = a.shared / "models" / "m30k-cmlm-e33"
@@ -61,12 +51,13 @@ def main(argv=None):
     dec = load_decoder(m / "checkpoint.pt", m, "translation_mh", "de", "en", m / "spm.model")
     src = gzip.open(data, "rt", encoding="utf-8").read().splitlines()[: a.n]
     cfg = SamplerConfig(sampler="mh", energy="raw", mh_epochs=1, num_chains=2)
-    rows, flops = [], 2 * 1024 * 256 * 1024
+    rows, flops, cpu = [], 2 * 1024 * 256 * 1024, torch.device("cpu")
+    gflops = lambda fn: flops / best_of(3, fn, cpu) / 1e9  # noqa: E731  (throughput.py's timing)
     for dt in (torch.float32, torch.bfloat16, torch.float16):
         x, w = torch.randn(1024, 256, dtype=dt), torch.randn(1024, 256, dtype=dt)
-        lin = gflops(lambda: F.linear(x, w), flops)
+        lin = gflops(lambda: F.linear(x, w))
         wt = w.t().contiguous()
-        mm = gflops(lambda: x @ wt, flops)
+        mm = gflops(lambda: x @ wt)
         d = Decoder(dec.task, [copy.deepcopy(dec.models[0]).to(dt)], dec.spm)
         d.run("warm-up", cfg, src[:1], batching="shared")
         t0 = time.perf_counter()

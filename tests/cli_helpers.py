@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "LOGLEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
@@ -22,6 +22,15 @@ def run(cmd: List[str], check=True, input_text=None, cwd=None, env=None) -> subp
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return p
+
+
+def forced_half(dtype) -> Optional[Dict[str, str]]:
+    """The ``env`` that lets a CLI test run --bf16/--fp16 (``dtype``) on a CPU without kernels for
+    it, where the run is refused by default (``preflight.check_precision``); None where it has them."""
+    from fairseq_mh.cpu_runtime import native_half
+    from fairseq_mh.preflight import ALLOW_SLOW_HALF
+
+    return None if native_half(dtype) else {ALLOW_SLOW_HALF: "1"}
 
 
 def parse_generate(stdout: str) -> Dict[str, Dict[int, list]]:

@@ -16,10 +16,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._device import _device_constructors
 from torch.utils._pytree import tree_leaves
 
-from cli_helpers import parse_generate, run
+from cli_helpers import forced_half, parse_generate, run
 from fairseq_mh.core import RowEvaluator, SamplerConfig, build_decoder, rng
-from fairseq_mh.cpu_runtime import native_half
-from fairseq_mh.preflight import ALLOW_SLOW_HALF
 from toy_models import MASK, PAD, TinyNet, allowed_vector
 from test_engine_contract import L, VOCAB, make_starts
 
@@ -397,7 +395,7 @@ def test_generate_applies_bf16_and_both_batching_modes(tiny_cmlm):
     fp32 = parse_generate(p32.stdout)["H"]
     shared = parse_generate(run([*base, "--mh-batching", "shared"]).stdout)["H"]
     # on a CPU without bf16 kernels --bf16 is refused (test_cpu_precision.py): forced here, to check the numerics
-    p = run([*base, "--bf16"], env=None if native_half(torch.bfloat16) else {ALLOW_SLOW_HALF: "1"})
+    p = run([*base, "--bf16"], env=forced_half(torch.bfloat16))
     assert "computing in torch.bfloat16" in p.stdout + p.stderr  # the plug-in says what it computes in
     bf16 = parse_generate(p.stdout)["H"]
     assert set(fp32) == set(shared) == set(bf16) and len(fp32) > 0

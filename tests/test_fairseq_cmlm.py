@@ -6,9 +6,7 @@ import shutil
 import pytest
 import torch
 
-from cli_helpers import parse_generate, run, user_error
-from fairseq_mh.cpu_runtime import native_half
-from fairseq_mh.preflight import ALLOW_SLOW_HALF
+from cli_helpers import forced_half, parse_generate, run, user_error
 
 SAMPLERS = ["mask-predict", "gibbs", "block-gibbs", "mh", "block-mh"]
 FAST = ["--mh-epochs", "2", "--num-chains", "2", "--length-beam", "2", "--batch-size", "8", "--cpu"]
@@ -101,7 +99,7 @@ def test_nbest_returns_distinct_samples_best_first(tiny_cmlm):
 def test_sacrebleu_scoring_post_processing_and_fp16(tiny_cmlm):
     # fp16 on a CPU without fp16 kernels is refused (test_cpu_precision.py): forced here, to check that it decodes
     p = generate(tiny_cmlm, "--sampler", "block-mh", *FAST, "--scoring", "sacrebleu", "--post-process", "sentencepiece",
-                 "--fp16", env=None if native_half(torch.float16) else {ALLOW_SLOW_HALF: "1"})
+                 "--fp16", env=forced_half(torch.float16))
     out = parse_generate(p.stdout)
     assert "BLEU" in (out["BLEU"] or "") and len(out["H"]) == n_test(tiny_cmlm)
 
