@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -14,14 +16,92 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "LOGLEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
 
 
-def run(cmd: List[str], check=True, input_text=None, cwd=None, env=None) -> subprocess.CompletedProcess:
-    """Runs a command of the venv (``env``: variables to set beside ``ENV``)."""
+def run(cmd: List[str], check=True, input_text=None, cwd=None, env=None, fresh=False,
+        text=True) -> subprocess.CompletedProcess:
+    """Runs a command of the venv (``env``: variables to set beside ``ENV``, None to unset one;
+    ``text=False``: bytes in and out, as subprocess.run's).  A Python command
+    runs as a child of this worker's fork server (``cli_forkserver``: the same process a fresh
+    start would be, less the seconds of importing torch); ``fresh`` (or FAIRSEQ_MH_TEST_FORK=0)
+    starts a new interpreter instead."""
     exe = str(BIN / cmd[0]) if (BIN / cmd[0]).exists() else cmd[0]
-    p = subprocess.run([exe, *map(str, cmd[1:])], capture_output=True, text=True, env={**ENV, **(env or {})},
-                       input=input_text, cwd=cwd)
+    argv = [exe, *map(str, cmd[1:])]
+    full_env = {k: v for k, v in {**ENV, **(env or {})}.items() if v is not None}
+    p = None if fresh else _forked(argv, full_env, cwd, input_text, text)
+    if p is None:
+        p = subprocess.run(argv, capture_output=True, text=text, env=full_env, input=input_text, cwd=cwd)
     if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        err = p.stderr if text else p.stderr.decode("utf-8", "replace")
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{err[-4000:]}")
     return p
+
+
+def _entry(argv: List[str]):
+    """(kind, target, sys.argv) of a Python command as the interpreter would run it, or None."""
+    exe = argv[0]
+    if exe in (sys.executable, str(BIN / "python"), str(BIN / "python3")):
+        if len(argv) > 2 and argv[1] == "-m":
+            return "module", argv[2], ["-m", *argv[3:]]  # runpy puts the module's file in argv[0]
+        if len(argv) > 1 and argv[1].endswith(".py"):
+            return "path", argv[1], argv[1:]
+        return None
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    return ("path", exe, argv) if first.startswith(b"#!") and b"python" in first else None
+
+
+class _ForkServer:
+    """This worker's ``cli_forkserver`` process (started on first use, ended with the worker)."""
+
+    def __init__(self):
+        self.env = dict(ENV)
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_forkserver.py"))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=self.env)
+        hello = self.proc.stdout.readline()
+        self.ready = bool(hello) and json.loads(hello)["ready"]
+
+    def run(self, entry, argv, env, cwd, input_text, text) -> subprocess.CompletedProcess:
+        kind, target, child_argv = entry
+        with tempfile.TemporaryDirectory(prefix="fork-") as tmp:
+            files = {k: os.path.join(tmp, k) for k in ("stdin", "stdout", "stderr")}
+            if input_text is None:
+                files["stdin"] = os.devnull
+            else:
+                with open(files["stdin"], "w" if text else "wb") as f:
+                    f.write(input_text)
+            req = {"entry": [kind, str(target)], "argv": child_argv, "env": env,
+                   "cwd": str(cwd) if cwd else None, **files}
+            self.proc.stdin.write((json.dumps(req) + "\n").encode())
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+            if not answer:
+                raise RuntimeError(f"the tests' fork server ended (exit {self.proc.poll()}) while running {argv}")
+            out = []
+            for k in ("stdout", "stderr"):
+                with open(files[k], "r" if text else "rb") as f:  # as subprocess.run decodes (text: locale)
+                    out.append(f.read())
+        return subprocess.CompletedProcess(argv, json.loads(answer)["returncode"], *out)
+
+
+_server: Optional[_ForkServer] = None
+
+
+def _forked(argv, env, cwd, input_text, text) -> Optional[subprocess.CompletedProcess]:
+    """The command run by the fork server, or None where it must be a fresh process."""
+    global _server
+    from cli_forkserver import forkable_env
+
+    entry = _entry(argv)
+    if entry is None or os.environ.get("FAIRSEQ_MH_TEST_FORK", "1") == "0" or not hasattr(os, "fork"):
+        return None
+    if _server is None:
+        _server = _ForkServer()
+    if not _server.ready or not forkable_env(_server.env, env):
+        return None
+    return _server.run(entry, argv, env, cwd, input_text, text)
 
 
 def forced_half(dtype) -> Optional[Dict[str, str]]:

@@ -1,18 +1,16 @@
 """The README's main command: the demo decodes with every decoder and writes its outputs."""
 
-import subprocess
 import sys
 from pathlib import Path
 
-from cli_helpers import ENV
+from cli_helpers import run
 
 REPO = Path(__file__).resolve().parents[1]
 DECODERS = ["mask-predict", "degenerate Gibbs", "MH raw", "MH local", "annealed block MH raw"]
 
 
 def demo(*args):
-    return subprocess.run([sys.executable, "-m", "fairseq_mh.demo", *map(str, args)], capture_output=True,
-                          text=True, env=ENV, cwd=REPO)
+    return run([sys.executable, "-m", "fairseq_mh.demo", *args], check=False, cwd=REPO)
 
 
 def test_demo_prints_the_table_and_writes_the_plot(tmp_path):

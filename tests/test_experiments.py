@@ -7,10 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import cli_helpers
 import pytest
 
 from fairseq_mh.experiments import run as runner
@@ -24,8 +24,8 @@ TEMPS = [2.0, 1.5, 1.0, 0.8, 0.5]
 
 
 def run_cli(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "fairseq_mh.experiments.run", *map(str, args)], cwd=REPO, env=ENV,
-                       capture_output=True, text=True)
+    p = cli_helpers.run([sys.executable, "-m", "fairseq_mh.experiments.run", *args], check=False, cwd=REPO,
+                        env={**ENV, "LOGLEVEL": None})
     if check and p.returncode != 0:
         raise AssertionError(f"runner failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return p

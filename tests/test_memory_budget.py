@@ -1,6 +1,5 @@
 """--mh-max-memory: groups of sentences under a budget of engine tensors, identical output."""
 
-import subprocess
 
 import pytest
 import torch
@@ -69,8 +68,7 @@ def test_start_bytes_bound_what_the_engine_holds():
 def _generate(model, *extra, check=True):
     cmd = ["fairseq-mh-generate", model["data"], "--task", "translation_mh", "--path", model["checkpoint"],
            "--batch-size", "8", "--cpu", "--num-chains", "2", "--length-beam", "2", "--no-progress-bar", *extra]
-    return subprocess.run([str(cli_helpers.BIN / cmd[0]), *map(str, cmd[1:])], capture_output=True, text=True,
-                          env=cli_helpers.ENV)
+    return cli_helpers.run(cmd, check=False)
 
 
 def test_the_cli_decodes_identically_under_a_tiny_budget(tiny_cmlm, tmp_path):

@@ -117,12 +117,9 @@ def test_progress_mode_follows_fairseqs_conventions():
 
 # --- through fairseq-mh-generate -------------------------------------------------------------
 def _generate(model, *extra, loglevel="INFO"):
-    env = {**cli_helpers.ENV, "LOGLEVEL": loglevel}
     cmd = ["fairseq-mh-generate", model["data"], "--task", "translation_mh", "--path", model["checkpoint"],
            "--batch-size", "8", "--cpu", "--num-chains", "2", "--length-beam", "2", *extra]
-    import subprocess
-
-    p = subprocess.run([str(cli_helpers.BIN / cmd[0]), *map(str, cmd[1:])], capture_output=True, text=True, env=env)
+    p = cli_helpers.run(cmd, check=False, env={"LOGLEVEL": loglevel})
     assert p.returncode == 0, p.stderr[-3000:]
     return p
 

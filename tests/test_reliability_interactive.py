@@ -2,11 +2,10 @@
 good line after it is still translated."""
 
 import re
-import subprocess
 
 import pytest
 
-from cli_helpers import BIN, ENV
+from cli_helpers import BIN, run
 
 GOOD = b"s1 s2 s3\n"
 
@@ -15,7 +14,7 @@ def interactive(model, stdin: bytes, *extra):
     cmd = [str(BIN / "fairseq-mh-interactive"), str(model["data"]), "--task", "translation_mh", "--path",
            str(model["checkpoint"]), "--sampler", "mh", "--mh-epochs", "1", "--length-beam", "1", "--cpu",
            "--source-lang", "src", "--target-lang", "tgt", *extra]
-    p = subprocess.run(cmd, input=stdin, capture_output=True, env=ENV)
+    p = run(cmd, check=False, input_text=stdin, text=False)
     out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
     assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
     hyps = {}

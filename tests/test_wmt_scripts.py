@@ -45,10 +45,19 @@ def load_wmt_eval():
 wmt_eval = load_wmt_eval()
 
 
-def script(wrapper, *args, env=None):
-    """Runs a wrapper as a user would (bash), with this test's Python."""
-    e = {**ENV, "PYTHON": sys.executable, **(env or {})}
-    return subprocess.run(["bash", str(SCRIPTS / wrapper), *map(str, args)], capture_output=True, text=True, env=e)
+PAIRS = {"eval_wmt14_de_en.sh": "de-en", "eval_wmt14_en_de.sh": "en-de", "eval_wmt16_ro_en.sh": "ro-en",
+         "eval_wmt16_en_ro.sh": "en-ro"}
+
+
+def script(wrapper, *args, env=None, bash=False):
+    """Runs a wrapper with this test's Python: as a user would (``bash``), or as what it execs,
+    ``wmt_eval.py --pair PAIR ARGS`` (test_wrappers_are_thin_and_name_their_direction checks
+    that), which the tests' fork server can run without a fresh interpreter."""
+    e = {"PYTHON": sys.executable, **(env or {})}
+    if bash:
+        return subprocess.run(["bash", str(SCRIPTS / wrapper), *map(str, args)], capture_output=True, text=True,
+                              env={**ENV, **e})
+    return run([sys.executable, SCRIPTS / "wmt_eval.py", "--pair", PAIRS[wrapper], *args], check=False, env=e)
 
 
 def ok(p):
@@ -131,7 +140,7 @@ def full_run(toy, tmp_path_factory, worker_id):
     """The unsharded MH run of the toy model, decoded once per test session: this file and
     test_submitit_wmt compare their runs with it and reuse its prep/ and bin/."""
     def build(folder):
-        p = ok(script("eval_wmt14_de_en.sh", *common(toy), "--out", folder / "run", "--", *MH))
+        p = ok(script("eval_wmt14_de_en.sh", *common(toy), "--out", folder / "run", "--", *MH, bash=True))  # a user's run
         (folder / "stdout.txt").write_text(p.stdout)
         (folder / "stderr.txt").write_text(p.stderr)
         return {"out": folder / "run", "stdout": folder / "stdout.txt", "stderr": folder / "stderr.txt"}
@@ -339,15 +348,15 @@ def test_a_failing_decode_leaves_no_shard_output(toy, full_run, tmp_path):
 
 
 def test_wrappers_are_thin_and_name_their_direction():
-    pairs = {"eval_wmt14_de_en.sh": "de-en", "eval_wmt14_en_de.sh": "en-de", "eval_wmt16_ro_en.sh": "ro-en",
-             "eval_wmt16_en_ro.sh": "en-ro"}
-    for w, pair in pairs.items():
+    assert sorted(PAIRS) == sorted(WRAPPERS)
+    for w, pair in PAIRS.items():
         text = (SCRIPTS / w).read_text()
-        assert re.search(rf'wmt_eval\.py" --pair {pair} "\$@"', text)
+        assert re.search(rf'^exec "\$PY" "\$here/wmt_eval\.py" --pair {pair} "\$@"$', text, re.M)
         assert os.access(SCRIPTS / w, os.X_OK)
         assert pair in wmt_eval.DEFAULT_TESTSETS
-        p = script(w, "--help")
+        p = script(w, "--help", bash=True)
         assert p.returncode == 0 and "--num-shards" in p.stdout
+    assert p.stdout == script(w, "--help").stdout  # what the other tests run in the wrappers' place
 
 
 def test_romanian_normalisation():
