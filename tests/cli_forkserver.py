@@ -90,7 +90,7 @@ def _child(req: dict, base_path: list) -> None:
         import torch
 
         numpy.random.seed()
-        torch.manual_seed(req["torch_seed"])
+        torch.seed()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             if kind == "path":
@@ -135,9 +135,6 @@ def _lines(fd: int):
 def serve() -> None:
     for name in PRELOAD:
         importlib.import_module(name)
-    import torch
-
-    torch_seed = torch.initial_seed()
     here = os.path.dirname(os.path.realpath(__file__))
     own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     base_path = [p for p in sys.path[1:] if p not in own and p != here]
@@ -146,7 +143,6 @@ def serve() -> None:
     os.write(1, (json.dumps({"ready": threads == 1, "threads": threads}) + "\n").encode())
     for line in _lines(0):
         req = json.loads(line)
-        req["torch_seed"] = torch_seed
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
