@@ -115,7 +115,7 @@ N_CHAINS = 40000
 @pytest.mark.parametrize("method,energy,order", [("ag", "raw", "random"), ("hcb", "local", "left-to-right")])
 def test_pair_proposal_chains_reach_the_exact_target(space, net, method, energy, order):
     k = 2  # out-of-grid states exist (three tokens per position)
-    cfg = SamplerConfig(sampler="block-mh", energy=energy, mh_epochs=20, burn_in=19, num_chains=N_CHAINS,
+    cfg = SamplerConfig(sampler="block-mh", energy=energy, mh_epochs=12, burn_in=11, num_chains=N_CHAINS,
                         block_size=2, no_block_anneal=True, position_order=order, warm_start="given", seed=7,
                         block_proposal=method, block_proposal_k=k)
     start = [BOS, 5, 6, 7, EOS]
