@@ -103,6 +103,8 @@ def test_only_runtime_variables_may_differ(probe):
     assert not forkable_env(base, {**base, "OMP_NUM_THREADS": "2"})
     assert not forkable_env(base, {**base, "PYTHONHASHSEED": "0"})
     assert not forkable_env(base, {k: v for k, v in base.items() if k != "PATH"})
+    if os.environ.get("FAIRSEQ_MH_TEST_FORK", "1") == "0":
+        pytest.skip("FAIRSEQ_MH_TEST_FORK=0: every command runs in a fresh interpreter")
     # such a command runs in a fresh interpreter (its parent is this test process), others forked
     me = str(os.getpid())
     assert cli_helpers.run([sys.executable, probe / "probe.py", "parent"], env={"OMP_NUM_THREADS": "2"}
