@@ -7,8 +7,9 @@ does anything.  The suite runs well over a hundred of them.  This server imports
 third-party libraries once per test worker, then forks a child per command.  The child becomes
 the command: its own process, argv, environment, working folder, stdin/stdout/stderr (files;
 stdin is /dev/null unless the test gives input), ``sys.path``, fresh random seeds and exit code,
-and it runs the console script or module exactly as the interpreter would.  fairseq and fairseq_mh are *not* preloaded: they import in the child,
-in the order a fresh process imports them (logging set-up, plug-in registration, --user-dir).
+and it runs the console script or module exactly as the interpreter would.  fairseq and
+fairseq_mh are *not* preloaded: they import in the child, in the order a fresh process imports
+them (logging set-up, plug-in registration, --user-dir).
 
 What a child can not get from a fork is what the interpreter or a preloaded library read when the
 server started: interpreter options and start-up variables, the hash seed, and the variables
