@@ -121,18 +121,6 @@ def _child(req: dict, base_path: list) -> None:
         os._exit(code)
 
 
-def _lines(fd: int):
-    buf = b""
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            yield line
-
-
 def serve() -> None:
     for name in PRELOAD:
         importlib.import_module(name)
@@ -142,7 +130,8 @@ def serve() -> None:
     # forking is only safe from a single-threaded process (OpenMP/BLAS pools started on import)
     threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
     os.write(1, (json.dumps({"ready": threads == 1, "threads": threads}) + "\n").encode())
-    for line in _lines(0):
+    # unbuffered: a child reads its own stdin from fd 0, so nothing may sit in a read-ahead buffer
+    for line in open(0, "rb", buffering=0, closefd=False):
         req = json.loads(line)
         sys.stdout.flush()
         sys.stderr.flush()

@@ -17,15 +17,17 @@ from fairseq_mh.experiments import run as runner
 from fairseq_mh.experiments.spec import check_config
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-       "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
+# beside cli_helpers.ENV (one thread, no warnings): this checkout first, Hydra's one-line errors, and
+# fairseq's default log level
+ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "HYDRA_FULL_ERROR": "0",
+       "LOGLEVEL": None}
 PNG = b"\x89PNG\r\n\x1a\n"
 TEMPS = [2.0, 1.5, 1.0, 0.8, 0.5]
 
 
 def run_cli(*args, check=True):
     p = cli_helpers.run([sys.executable, "-m", "fairseq_mh.experiments.run", *args], check=False, cwd=REPO,
-                        env={**ENV, "LOGLEVEL": None})
+                        env=ENV)
     if check and p.returncode != 0:
         raise AssertionError(f"runner failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return p

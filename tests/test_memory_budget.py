@@ -1,6 +1,5 @@
 """--mh-max-memory: groups of sentences under a budget of engine tensors, identical output."""
 
-
 import pytest
 import torch
 

@@ -27,12 +27,14 @@ from fairseq_mh.textio import normalise_romanian
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
-WRAPPERS = ["eval_wmt14_de_en.sh", "eval_wmt14_en_de.sh", "eval_wmt16_ro_en.sh", "eval_wmt16_en_ro.sh"]
-# two MH epochs of a warm chain at two lengths: quick, translates the toy task well (BLEU > 80), and random
-# enough that another seed changes several hypotheses
+PAIRS = {"eval_wmt14_de_en.sh": "de-en", "eval_wmt14_en_de.sh": "en-de", "eval_wmt16_ro_en.sh": "ro-en",
+         "eval_wmt16_en_ro.sh": "en-ro"}  # the wrappers and the --pair each execs
+# two MH epochs of a warm chain at two lengths: quick, translates the toy task well (BLEU > 80), and
+# random enough that another seed changes several hypotheses; one-sentence calls are bit-identical
+# whatever the sharding (shared calls: up to float rounding)
 MH = ["--sampler", "mh", "--mh-epochs", "2", "--proposal-temperature", "2", "--target-temperature", "1.5",
       "--anneal-rate", "0", "--min-target-temperature", "1.5", "--mh-select", "last",
-      "--length-beam", "2", "--mh-batching", "sentence"]  # bit-identical whatever the sharding (shared calls: up to float rounding)
+      "--length-beam", "2", "--mh-batching", "sentence"]
 
 
 def load_wmt_eval():
@@ -43,10 +45,6 @@ def load_wmt_eval():
 
 
 wmt_eval = load_wmt_eval()
-
-
-PAIRS = {"eval_wmt14_de_en.sh": "de-en", "eval_wmt14_en_de.sh": "en-de", "eval_wmt16_ro_en.sh": "ro-en",
-         "eval_wmt16_en_ro.sh": "en-ro"}
 
 
 def script(wrapper, *args, env=None, bash=False):
@@ -348,7 +346,7 @@ def test_a_failing_decode_leaves_no_shard_output(toy, full_run, tmp_path):
 
 
 def test_wrappers_are_thin_and_name_their_direction():
-    assert sorted(PAIRS) == sorted(WRAPPERS)
+    assert sorted(PAIRS) == sorted(p.name for p in SCRIPTS.glob("eval_wmt*.sh"))
     for w, pair in PAIRS.items():
         text = (SCRIPTS / w).read_text()
         assert re.search(rf'^exec "\$PY" "\$here/wmt_eval\.py" --pair {pair} "\$@"$', text, re.M)
