@@ -312,6 +312,25 @@ def test_the_fast_paths_match_the_full_decoder(family, fast_path, monkeypatch):
         assert any(n > 16 for n in projected) and len(set(projected)) > 1, projected
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_padded_softmax_gives_the_plain_softmax(dtype):
+    """short_attention.softmax_f32 pads CPU scores narrower than 16 with -inf (torch's CPU
+    softmax vectorises from 16 elements on): at every width, with masked keys and with a row
+    whose keys are all masked, the float32 probabilities of torch.softmax, in its shape."""
+    from fairseq_mh.models.short_attention import SOFTMAX_MIN_WIDTH, softmax_f32
+
+    g = torch.Generator().manual_seed(0)
+    for width in range(1, SOFTMAX_MIN_WIDTH + 3):
+        scores = (torch.randn(3, 5, width, generator=g) * 4).to(dtype)
+        scores[0, 1, : max(1, width // 2)] = float("-inf")  # masked keys (all of them at width 1)
+        scores[2, 3] = float("-inf")  # a row with every key masked: NaN, as torch gives
+        ref = torch.softmax(scores, dim=-1, dtype=torch.float32)
+        got = softmax_f32(scores)
+        assert got.dtype == torch.float32 and got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-7, equal_nan=True)
+        assert bool(got[2, 3].isnan().all()) and bool(got[:, :, -1].isfinite().any())
+
+
 def _decode(dec, sample, batching, **overrides):
     from fairseq_mh.generator import MHGenerator
 

@@ -43,7 +43,7 @@ from fairseq.models import (
 from torch import Tensor
 
 from ..errors import UserError
-from .short_attention import attend
+from .short_attention import attend, softmax_f32
 
 __all__ = [
     "MaskPredictTransformerModel",
@@ -153,7 +153,7 @@ class FusedMultiheadAttention(nn.Module):
         scores = torch.bmm(q, k.transpose(1, 2)).view(bsz, self.num_heads, tgt_len, src_len)
         if key_padding_mask is not None:
             scores = scores.float().masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        probs = F.softmax(scores.float(), dim=-1).type_as(q).view(bh, tgt_len, src_len)
+        probs = softmax_f32(scores).type_as(q).reshape(bh, tgt_len, src_len)
         probs = F.dropout(probs, p=self.dropout, training=self.training)
         out = torch.bmm(probs, v).transpose(0, 1).contiguous().view(tgt_len, bsz, d)
         return self.out_proj(out)
