@@ -20,10 +20,9 @@ in ``ShortAttention``: the same module's projections (looked up on the wrapper, 
 ``encoder_bank.fixed_projections`` applied to it take effect), q scaled after its projection,
 masked keys at -inf, the softmax in float32 as fairseq computes it (``softmax_f32``: on a CPU
 scores narrower than 16 are padded with -inf first, which torch computes 5-10x faster), the
-weighted sum in the
-compute dtype.  Exact up to float rounding (tested against fairseq's path); anything else
-(incremental state, an attention mask, extra key biases, asked-for weights per head) goes to
-the wrapped module unchanged.
+weighted sum in the compute dtype.  Exact up to float rounding (tested against fairseq's
+path); anything else (incremental state, an attention mask, extra key biases, asked-for
+weights per head) goes to the wrapped module unchanged.
 """
 
 from __future__ import annotations
