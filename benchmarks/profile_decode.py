@@ -5,9 +5,11 @@
 
 Decodes the first --sentences of Multi30k test_2016_flickr with ../shared/models/m30k-cmlm-e33
 (MH, one epoch, one length, the K/V cache on) once to warm up and once under the profiler, the
-way ``benchmarks/throughput.py`` decodes, and writes the operators that took the most self time.
+way ``benchmarks/throughput.py`` decodes, and writes the operators that took the most self time,
+then each class of matmul's GFLOP/s against the matmul peak measured after the decode.
 This is the table to read before changing the step loop or the attention: it says whether the
-time is in the matmuls (``addmm``/``mm``), in attention, or in copies and gathers.  A benchmark,
+time is in the matmuls (``addmm``/``mm``), in attention, or in copies and gathers, and whether
+the matmuls themselves run near the peak.  A benchmark,
 not a test (under a minute on 2 CPU cores).
 """
 
@@ -66,6 +68,49 @@ def operator_table(a, argv, n_sentences, r, events) -> str:
     return "\n".join(lines) + "\n"
 
 
+def matmul_flops(e):
+    """(class, FLOPs of one call) of a profiled matmul event from its input shapes: ``addmm``
+    and ``mm`` by their (K, N), ``bmm`` together; None for other operators."""
+    sh = e.input_shapes
+    try:
+        if e.key == "aten::addmm":
+            (m, k), n = sh[1], sh[2][1]
+        elif e.key == "aten::mm":
+            (m, k), n = sh[0], sh[1][1]
+        elif e.key == "aten::bmm":
+            (b, m, k), n = sh[0], sh[1][2]
+            return "`aten::bmm` (attention)", 2 * b * m * k * n
+        else:
+            return None
+    except (IndexError, TypeError, ValueError):
+        return None
+    return f"`{e.key}` [M, {k}] x [{k}, {n}]", 2 * m * k * n
+
+
+def matmul_table(by_shape, total_us, peak) -> str:
+    """The matmuls' rates: per class, its calls, its share of the profiled time, its GFLOP/s
+    and that as a share of the matmul peak measured after the decode (``throughput.matmul_gflops``
+    at the model's FFN shape, 1024 rows): whether the time is in slow matmuls or around them."""
+    classes = {}
+    for e in by_shape:
+        got = matmul_flops(e)
+        if got:
+            c = classes.setdefault(got[0], [0, 0.0, 0])
+            c[0] += e.count
+            c[1] += e.self_cpu_time_total
+            c[2] += got[1] * e.count
+    lines = ["", "## Matmuls against the peak", "",
+             f"The matmul peak measured after the decode (the model's FFN shape, 1024 rows): {peak:.0f} GFLOP/s.", "",
+             "| matmul | calls | self time share | GFLOP/s | share of peak |", "|---|---:|---:|---:|---:|"]
+    for name, (count, us, flops) in sorted(classes.items(), key=lambda kv: -kv[1][1]):
+        rate = flops / max(us, 1e-9) / 1e3
+        lines.append(f"| {name} | {count} | {100 * us / total_us:.1f}% | {rate:.0f} | {100 * rate / peak:.0f}% |")
+    us = sum(c[1] for c in classes.values())
+    lines.append(f"| all matmuls | {sum(c[0] for c in classes.values())} | {100 * us / total_us:.1f}% | "
+                 f"{sum(c[2] for c in classes.values()) / max(us, 1e-9) / 1e3:.0f} | |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     a = parse(argv)
     warnings.filterwarnings("ignore")
@@ -94,10 +139,13 @@ def main(argv=None) -> int:
         run = dict(batching=a.batching, paths=dict(tp.FAST, select_queries=not a.full_last_layer,
                                                    short_rows=not a.fused_attention), device=cpu, max_tokens=a.max_tokens)
         tp.decode(adapter, sample, cfg, **run)
-        with profile() as prof:
+        with profile(record_shapes=True) as prof:
             r = tp.decode(adapter, sample, cfg, **run)
+        n, d, f, _ = tp.dims(model)
+        peak = tp.matmul_gflops(d, f, 64 * 16, model.decoder.embed_tokens.weight.dtype, cpu)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     text = operator_table(a, argv, len(src), r, events)
+    text += matmul_table(prof.key_averages(group_by_input_shape=True), sum(e.self_cpu_time_total for e in events), peak)
     out = Path(a.out or REPO / "docs" / "results" / f"profile_m30k_{a.dtype}_{a.batching}.md")
     atomic_write(out, text)
     print(text)
