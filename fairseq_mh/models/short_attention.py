@@ -19,7 +19,7 @@ head, and the tables are never copied out per row (37 rows of 16 positions: 0.3 
 in ``ShortAttention``: the same module's projections (looked up on the wrapper, so that
 ``encoder_bank.fixed_projections`` applied to it take effect), q scaled after its projection,
 masked keys at -inf, the softmax in float32 as fairseq computes it (``softmax_f32``: on a CPU
-scores narrower than 16 are padded with -inf first, which torch computes 5-10x faster), the
+scores narrower than 16 are padded with -inf first, which torch computes 3-10x faster), the
 weighted sum in the compute dtype.  Exact up to float rounding (tested against fairseq's
 path); anything else (incremental state, an attention mask, extra key biases, asked-for
 weights per head) goes to the wrapped module unchanged.
@@ -38,8 +38,9 @@ from .query_select import Delegating
 __all__ = ["attend", "softmax_f32", "ShortAttention", "short_attention"]
 
 # torch's CPU softmax vectorises over the last dimension only from 16 elements: below that a
-# scalar loop runs, 5-10x slower than at 16 (bf16 scores [4, 1024, S], 2-core AMD EPYC: 509 µs
-# at S = 14, 56 µs at S = 16, 86 µs at S = 30).  Rows of a short sentence attend over fewer.
+# scalar loop runs, 3-10x slower than at 16 (bf16 scores [4, 1024, S], 2-core AMD EPYC: 501 µs
+# at S = 14, 51 µs at S = 16, 82 µs at S = 30; benchmarks/softmax_width.py).  Rows of a short
+# sentence attend over fewer.
 SOFTMAX_MIN_WIDTH = 16
 
 
