@@ -312,6 +312,46 @@ def test_the_fast_paths_match_the_full_decoder(family, fast_path, monkeypatch):
         assert any(n > 16 for n in projected) and len(set(projected)) > 1, projected
 
 
+def test_bucketed_rows_give_the_same_logits_at_recurring_row_counts(family, monkeypatch):
+    """Where oneDNN builds a primitive per shape (CPU bf16/fp16), a call's rows are padded to
+    ``cpu_runtime.bucket`` sizes with copies of its first row that select nothing
+    (``rows_in_buckets``).  Forced on this fp32 model: every call the decoder sees has a bucket
+    row count, some were padded, and the logits are the unpadded call's, in the same order, for
+    one sentence's rows and for mixed ones, MH and mask-predict selections."""
+    from fairseq_mh.cpu_runtime import bucket
+    from fairseq_mh.models import adapters
+    from fairseq_mh.models.adapters import adapter_for
+
+    dec, sample = family
+    adapter = adapter_for(dec.models[0], dec.task.target_dictionary)
+    monkeypatch.setattr(adapters, "builds_primitives_per_shape", lambda weight: True)
+    seen = []
+    features = adapter._features
+    monkeypatch.setattr(adapter, "_features", lambda tokens, g: seen.append(tokens.size(0)) or features(tokens, g))
+    with torch.no_grad():
+        encs = adapter.encode(sample["net_input"])
+        rows, ctx, one = _rows(adapter, encs, sample)
+        rows, ctx, one = rows.repeat(5, 1), ctx.repeat(5), one.repeat(5, 1)  # past 16 rows, where buckets pad
+        several = one.clone()
+        several[::3, 1] = True  # some rows with two positions
+        padded, plain = adapter.conditional(encs), adapter.conditional(encs, bucket_rows=False)
+        grown = 0
+        for n in (17, 19, rows.size(0)):
+            for pick in (ctx[:n] >= 0, ctx[:n] == 1):
+                for select in (one[:n][pick], several[:n][pick]):
+                    toks, c = rows[:n][pick], ctx[:n][pick]
+                    seen.clear()
+                    a = padded(toks, c, select)
+                    padded_rows = list(seen)
+                    seen.clear()
+                    b = plain(toks, c, select)
+                    assert padded_rows == [bucket(len(toks))] and seen == [len(toks)]
+                    grown += padded_rows[0] > len(toks)
+                    assert a.shape == b.shape == (int(select.sum()), adapter.vocab_size)
+                    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert grown >= 2  # 17 and 19 rows were padded (to 18 and 20), whatever the fixture's sizes
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_padded_softmax_gives_the_plain_softmax(dtype):
     """short_attention.softmax_f32 pads CPU scores narrower than 16 with -inf (torch's CPU

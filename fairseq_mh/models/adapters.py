@@ -26,7 +26,7 @@ from typing import List, Tuple
 import torch
 
 from .encoder_bank import EncoderBank, Gathered, fixed_projections
-from ..cpu_runtime import bucket, builds_primitives_per_shape, project_in_buckets
+from ..cpu_runtime import bucket, builds_primitives_per_shape, project_in_buckets, rows_in_buckets
 from .query_select import last_layer_at, query_index
 from .short_attention import short_attention
 
@@ -158,7 +158,8 @@ class ModelAdapter:
         a[self.special_symbols()] = False
         return a
 
-    def conditional(self, encs, cache_kv: bool = True, select_queries: bool = True, short_rows: bool = True):
+    def conditional(self, encs, cache_kv: bool = True, select_queries: bool = True, short_rows: bool = True,
+                    bucket_rows: bool = True):
         """The masked conditional for the engine: rows of any sentences of the batch
         (``context`` indexes it) attend to their own sentence's encoder output, and only
         selected positions are projected.  Logits come in the model's dtype.
@@ -171,16 +172,20 @@ class ModelAdapter:
         decoder's attention is the family's kernel for short rows (``_attention``) and the rows
         of a one-sentence call share that sentence's tables instead of a copy each
         (``EncoderBank.gather(shared=True)``); without, the model's own attention over per-row
-        copies (the reference)."""
+        copies (the reference).  Where oneDNN builds a primitive per shape (CPU bf16/fp16),
+        the selected positions and projected rows are padded to recurring sizes, and with
+        ``bucket_rows`` a call's rows too (``cpu_runtime.rows_in_buckets``)."""
         bank = EncoderBank([self._states(e) for e in encs], self._kv if cache_kv else None)
         layers = self.model.decoder.layers
         select_queries = select_queries and not any(getattr(l, "cross_self_attention", False) for l in layers)
         # oneDNN (CPU bf16/fp16) builds a primitive per shape: there the selected positions'
-        # counts are rounded to recurring sizes (cpu_runtime.bucket)
+        # counts and the call's rows are rounded to recurring sizes (cpu_runtime.bucket)
         buckets = builds_primitives_per_shape(self.model.decoder.embed_tokens.weight)
         project = (lambda f: project_in_buckets(self._project, f)) if buckets else self._project
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+            if buckets and bucket_rows:
+                tokens, context, select = rows_in_buckets(tokens, context, select)
             g = bank.gather(context, shared=short_rows)
             with self._attention() if short_rows else nullcontext():
                 if select_queries:
