@@ -7,7 +7,8 @@ recent ``1024`` in a cache.  MH and mask-predict calls vary their row counts fro
 call, so a decode meets thousands of shapes.  Two measures keep them built once:
 
 - ``bucket``: the shapes that vary most (the selected positions of the decoder's last layer
-  and of the vocabulary projection, and a call's rows) are rounded up to a short list of sizes;
+  and of the vocabulary projection, and the rows of a call that mixes sentences) are rounded
+  up to a short list of sizes;
 - a larger cache, 4096 primitives, which holds a decode's working set (with buckets, about
   700 shapes per mask-predict pass at Multi30k lengths).  The capacity also bounds memory:
   a cached primitive holds 0.35-0.55 MB here, and under glibc's default malloc evicting and
@@ -105,10 +106,11 @@ def project_in_buckets(project, features: torch.Tensor) -> torch.Tensor:
 def rows_in_buckets(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor):
     """A model call's rows (tokens [R, L], context [R], select [R, L]) padded to ``bucket(R)``
     rows with copies of the first row that select nothing: the call's logits are the same rows'
-    in the same order, and every product of the call has a row count that recurs.  Shared calls
-    (rows of many sentences, cut by width) vary their row counts most: bf16 MH with shared calls
-    ran 5-6% faster with it, sentence mode within 2% either way
-    (``benchmarks/row_buckets.py``, ``docs/results/row_buckets_cpu_amd.md``)."""
+    in the same order, and every product of the call has a row count that recurs.  Calls that
+    mix sentences (shared calls, cut by width) vary their row counts most: bf16 MH with shared
+    calls ran 2-6% faster with it in three runs of ``benchmarks/row_buckets.py``
+    (``docs/results/row_buckets_cpu_amd.md``).  One sentence's calls, whose row counts recur
+    already, ran 2% slower on average (-5% to +2%), so the adapter pads mixed calls only."""
     extra = bucket(tokens.size(0)) - tokens.size(0)
     if extra <= 0:
         return tokens, context, select

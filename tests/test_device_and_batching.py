@@ -313,11 +313,12 @@ def test_the_fast_paths_match_the_full_decoder(family, fast_path, monkeypatch):
 
 
 def test_bucketed_rows_give_the_same_logits_at_recurring_row_counts(family, monkeypatch):
-    """Where oneDNN builds a primitive per shape (CPU bf16/fp16), a call's rows are padded to
-    ``cpu_runtime.bucket`` sizes with copies of its first row that select nothing
-    (``rows_in_buckets``).  Forced on this fp32 model: every call the decoder sees has a bucket
-    row count, some were padded, and the logits are the unpadded call's, in the same order, for
-    one sentence's rows and for mixed ones, MH and mask-predict selections."""
+    """Where oneDNN builds a primitive per shape (CPU bf16/fp16), the rows of a call that mixes
+    sentences are padded to ``cpu_runtime.bucket`` sizes with copies of its first row that
+    select nothing (``rows_in_buckets``); one sentence's calls are left as they are.  Forced on
+    this fp32 model: the decoder sees bucket row counts for mixed calls (some of them padded) and
+    the exact count for one sentence's, and the logits are the unpadded call's, in the same
+    order, for MH and mask-predict selections."""
     from fairseq_mh.cpu_runtime import bucket
     from fairseq_mh.models import adapters
     from fairseq_mh.models.adapters import adapter_for
@@ -332,24 +333,31 @@ def test_bucketed_rows_give_the_same_logits_at_recurring_row_counts(family, monk
         encs = adapter.encode(sample["net_input"])
         rows, ctx, one = _rows(adapter, encs, sample)
         rows, ctx, one = rows.repeat(5, 1), ctx.repeat(5), one.repeat(5, 1)  # past 16 rows, where buckets pad
+        alone = (ctx == 1).nonzero().squeeze(1).repeat(10)[:19]  # 19 rows of one sentence
+        rows, ctx, one = torch.cat([rows, rows[alone]]), torch.cat([ctx, ctx[alone]]), torch.cat([one, one[alone]])
         several = one.clone()
         several[::3, 1] = True  # some rows with two positions
         padded, plain = adapter.conditional(encs), adapter.conditional(encs, bucket_rows=False)
         grown = 0
-        for n in (17, 19, rows.size(0)):
-            for pick in (ctx[:n] >= 0, ctx[:n] == 1):
-                for select in (one[:n][pick], several[:n][pick]):
-                    toks, c = rows[:n][pick], ctx[:n][pick]
-                    seen.clear()
-                    a = padded(toks, c, select)
-                    padded_rows = list(seen)
-                    seen.clear()
-                    b = plain(toks, c, select)
-                    assert padded_rows == [bucket(len(toks))] and seen == [len(toks)]
-                    grown += padded_rows[0] > len(toks)
-                    assert a.shape == b.shape == (int(select.sum()), adapter.vocab_size)
-                    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    assert grown >= 2  # 17 and 19 rows were padded (to 18 and 20), whatever the fixture's sizes
+        mixed_rows = rows.size(0) - alone.numel()
+        calls = [torch.arange(n) for n in (17, 19, mixed_rows)]  # rows of several sentences
+        calls += [torch.arange(mixed_rows, rows.size(0)), (ctx == 1).nonzero().squeeze(1)]  # of one
+        for k, pick in enumerate(calls):
+            for select in (one[pick], several[pick]):
+                toks, c = rows[pick], ctx[pick]
+                seen.clear()
+                a = padded(toks, c, select)
+                padded_rows = list(seen)
+                seen.clear()
+                b = plain(toks, c, select)
+                mixed = bool((c != c[0]).any())
+                assert mixed == (k < 3)
+                assert padded_rows == [bucket(len(toks)) if mixed else len(toks)] and seen == [len(toks)]
+                grown += padded_rows[0] > len(toks)
+                assert a.shape == b.shape == (int(select.sum()), adapter.vocab_size)
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # 17 and 19 mixed rows were padded (to 18 and 20); 19 and more rows of one sentence were not
+    assert grown >= 2 and bucket(19) > 19 and bucket(alone.numel()) > alone.numel()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

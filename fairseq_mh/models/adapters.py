@@ -174,17 +174,18 @@ class ModelAdapter:
         (``EncoderBank.gather(shared=True)``); without, the model's own attention over per-row
         copies (the reference).  Where oneDNN builds a primitive per shape (CPU bf16/fp16),
         the selected positions and projected rows are padded to recurring sizes, and with
-        ``bucket_rows`` a call's rows too (``cpu_runtime.rows_in_buckets``)."""
+        ``bucket_rows`` the rows of a call that mixes sentences too (``rows_in_buckets``: a
+        one-sentence call's row counts recur already)."""
         bank = EncoderBank([self._states(e) for e in encs], self._kv if cache_kv else None)
         layers = self.model.decoder.layers
         select_queries = select_queries and not any(getattr(l, "cross_self_attention", False) for l in layers)
         # oneDNN (CPU bf16/fp16) builds a primitive per shape: there the selected positions'
-        # counts and the call's rows are rounded to recurring sizes (cpu_runtime.bucket)
+        # counts and a mixed call's rows are rounded to recurring sizes (cpu_runtime.bucket)
         buckets = builds_primitives_per_shape(self.model.decoder.embed_tokens.weight)
         project = (lambda f: project_in_buckets(self._project, f)) if buckets else self._project
 
         def fn(tokens: torch.Tensor, context: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-            if buckets and bucket_rows:
+            if buckets and bucket_rows and bool((context != context[0]).any()):
                 tokens, context, select = rows_in_buckets(tokens, context, select)
             g = bank.gather(context, shared=short_rows)
             with self._attention() if short_rows else nullcontext():
