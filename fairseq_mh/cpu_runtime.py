@@ -108,9 +108,9 @@ def rows_in_buckets(tokens: torch.Tensor, context: torch.Tensor, select: torch.T
     rows with copies of the first row that select nothing: the call's logits are the same rows'
     in the same order, and every product of the call has a row count that recurs.  Calls that
     mix sentences (shared calls, cut by width) vary their row counts most: bf16 MH with shared
-    calls ran 2-6% faster with it in three runs of ``benchmarks/row_buckets.py``
-    (``docs/results/row_buckets_cpu_amd.md``).  One sentence's calls, whose row counts recur
-    already, ran 2% slower on average (-5% to +2%), so the adapter pads mixed calls only."""
+    calls took 0.94-1.00x the time with it in four runs of ``benchmarks/row_buckets.py``
+    (``docs/results/row_buckets_cpu_amd.md``).  Padded one-sentence calls, whose row counts
+    recur already, took 0.98-1.05x, so the adapter pads mixed calls only."""
     extra = bucket(tokens.size(0)) - tokens.size(0)
     if extra <= 0:
         return tokens, context, select
