@@ -127,9 +127,7 @@ def main(argv=None) -> int:
 
     with exit_on_user_error("profile_decode"):
         dec, src, _ = load_multi30k(Path(a.shared), "m30k-cmlm-e33", a.sentences)
-    toks = dec.encode(src)
-    ds = dec.task.build_dataset_for_inference(toks, [len(t) for t in toks])
-    sample = ds.collater([ds[i] for i in range(len(ds))])
+    sample = dec.batch(src)
     model = copy.deepcopy(dec.models[0]).to(dtype=getattr(torch, a.dtype)).eval()
     adapter = adapter_for(model, dec.task.target_dictionary)
     cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=a.chains, seed=1)

@@ -29,7 +29,60 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MODES = ("sentence", "shared")
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def measure(dec, src, dtype, groups, n):
+    """({(mode, padded): [seconds per group]}, whether every decode's tokens agree across the two
+    settings): each group of ``n`` sentences decoded with and without row padding, in turn."""
+    import torch
+
+    import throughput as tp
+    from fairseq_mh.core import SamplerConfig
+    from fairseq_mh.models.adapters import adapter_for
+
+    cpu = torch.device("cpu")
+    model = copy.deepcopy(dec.models[0]).to(dtype=dtype).eval()
+    adapter = adapter_for(model, dec.task.target_dictionary)
+    cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=4, seed=1)
+    seconds, same = {}, True
+    with torch.no_grad():
+        for g in range(groups):
+            sample = dec.batch(src[g * n:(g + 1) * n])
+            tokens = {}
+            for pad in ((True, False) if g % 2 else (False, True)):
+                for mode in MODES:
+                    r = tp.decode(adapter, sample, cfg, mode, dict(tp.FAST, bucket_rows=pad), cpu)
+                    seconds.setdefault((mode, pad), []).append(r["seconds"])
+                    tokens[(mode, pad)] = r["tokens"]
+                    print(f"group {g} {mode:8s} rows padded: {pad!s:5s} {r['seconds']:.2f} s", flush=True)
+            same &= all(bool((tokens[(m, True)] == tokens[(m, False)]).all()) for m in MODES)
+    return seconds, same
+
+
+def report(a, argv, seconds, same, n) -> str:
+    """The measurement as Markdown: per mode, the warm-up group and the rest, and the ratio."""
+    import torch
+
+    import throughput as tp
+
+    cmd = shlex.join(["python", "benchmarks/row_buckets.py", *(argv if argv is not None else sys.argv[1:])])
+    L = ["# Padding every call's rows to a bucket size (MH, Multi30k CMLM)", "", f"Command: `{cmd}`", "",
+         f"{tp.cpu_name()}; torch {torch.__version__}; {a.threads} threads; {a.dtype}; "
+         f"oneDNN primitive cache capacity {os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')}; "
+         f"{a.groups} groups of {n} test sentences, MH, 1 epoch, 4 chains, one length.", "",
+         "| mode | rows padded | first group (warm-up), s | the other groups, s | ratio (padded / not) |",
+         "|---|---|---:|---:|---:|"]
+    for mode in MODES:
+        first = {pad: seconds[(mode, pad)][0] for pad in (False, True)}
+        rest = {pad: sum(seconds[(mode, pad)][1:]) for pad in (False, True)}
+        L.append(f"| {mode} | no | {first[False]:.2f} | {rest[False]:.2f} | |")
+        L.append(f"| {mode} | yes | {first[True]:.2f} | {rest[True]:.2f} | {rest[True] / rest[False]:.2f} |")
+    L += ["", "Only calls that mix sentences are padded (`ModelAdapter.conditional`): in sentence mode the "
+          "two settings run the same code, so that row's ratio is the noise of the measurement.", "",
+          f"Tokens identical with and without padded rows, every group and mode: {'yes' if same else 'NO'}."]
+    return "\n".join(L) + "\n"
 
 
 def main(argv=None) -> int:
@@ -47,56 +100,19 @@ def main(argv=None) -> int:
     logging.disable(logging.WARNING)
     import torch
 
-    import throughput as tp
-    from fairseq_mh.core import SamplerConfig
     from fairseq_mh.errors import exit_on_user_error
     from fairseq_mh.evaluation import load_multi30k
-    from fairseq_mh.models.adapters import adapter_for
     from fairseq_mh.textio import atomic_write
 
     n = 16
     with exit_on_user_error("row_buckets"):
         dec, src, _ = load_multi30k(Path(a.shared), "m30k-cmlm-e33", n * a.groups)
     torch.set_num_threads(a.threads)
-    cpu = torch.device("cpu")
-    model = copy.deepcopy(dec.models[0]).to(dtype=getattr(torch, a.dtype)).eval()
-    adapter = adapter_for(model, dec.task.target_dictionary)
-    cfg = SamplerConfig(sampler="mh", mh_epochs=1, num_chains=4, seed=1)
-    seconds, same = {}, True
-    with torch.no_grad():
-        for g in range(a.groups):
-            toks = dec.encode(src[g * n:(g + 1) * n])
-            ds = dec.task.build_dataset_for_inference(toks, [len(t) for t in toks])
-            sample = ds.collater([ds[i] for i in range(len(ds))])
-            tokens = {}
-            for pad in ((True, False) if g % 2 else (False, True)):
-                for mode in ("sentence", "shared"):
-                    r = tp.decode(adapter, sample, cfg, mode, dict(tp.FAST, bucket_rows=pad), cpu)
-                    seconds.setdefault((mode, pad), []).append(r["seconds"])
-                    tokens[(mode, pad)] = r["tokens"]
-                    print(f"group {g} {mode:8s} rows padded: {pad!s:5s} {r['seconds']:.2f} s", flush=True)
-            same &= all(bool((tokens[(m, True)] == tokens[(m, False)]).all()) for m in ("sentence", "shared"))
-    cmd = shlex.join(["python", "benchmarks/row_buckets.py", *(argv if argv is not None else sys.argv[1:])])
-    L = ["# Padding every call's rows to a bucket size (MH, Multi30k CMLM)", "", f"Command: `{cmd}`", "",
-         f"{tp.cpu_name()}; torch {torch.__version__}; {a.threads} threads; {a.dtype}; "
-         f"oneDNN primitive cache capacity {os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')}; "
-         f"{a.groups} groups of {n} test sentences, MH, 1 epoch, 4 chains, one length.", "",
-         "| mode | rows padded | first group (warm-up), s | the other groups, s | ratio (padded / not) |",
-         "|---|---|---:|---:|---:|"]
-    for mode in ("sentence", "shared"):
-        rest = {pad: sum(seconds[(mode, pad)][1:]) for pad in (True, False)}
-        for pad in (False, True):
-            L.append(f"| {mode} | {'yes' if pad else 'no'} | {seconds[(mode, pad)][0]:.2f} | {rest[pad]:.2f} | "
-                     f"{rest[True] / rest[False]:.2f} |" if pad else
-                     f"| {mode} | no | {seconds[(mode, pad)][0]:.2f} | {rest[pad]:.2f} | |")
-    L += ["", "Only calls that mix sentences are padded (`ModelAdapter.conditional`): in sentence mode the "
-          "two settings run the same code, so that row's ratio is the noise of the measurement.", "",
-          f"Tokens identical with and without padded rows, every group and mode: {'yes' if same else 'NO'}."]
-    text = "\n".join(L) + "\n"
+    seconds, same = measure(dec, src, getattr(torch, a.dtype), a.groups, n)
+    text = report(a, argv, seconds, same, n)
     atomic_write(Path(a.out), text)
     print(text)
     return 0 if same else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

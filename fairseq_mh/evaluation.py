@@ -65,6 +65,12 @@ class Decoder:
         return (generator_cls or MHGenerator)(self.task.target_dictionary, sampler_cfg,
                                               output_text=self.decode_tokens, **options)
 
+    def batch(self, sentences: List[str]) -> dict:
+        """One fairseq sample (ids, net_input) of ``sentences``, as fairseq-generate batches them."""
+        toks = self.encode(sentences)
+        ds = self.task.build_dataset_for_inference(toks, [len(t) for t in toks])
+        return ds.collater([ds[i] for i in range(len(ds))])
+
     def hypotheses(self, gen, sentences: List[str], batch_size: int = 32, progress=None) -> Dict[int, list]:
         """{index: nbest hypotheses} of ``sentences`` decoded by ``gen``, batch by batch."""
         toks = self.encode(sentences)
